@@ -1,0 +1,211 @@
+"""The auto-encoder LightningModule: one encoder/decoder family, a prior, a
+reconstruction cost and a pluggable latent regularizer.
+
+    loss = reconstruction(x, G(z)) + weight * regularizer.penalty(codes, prior)
+
+AE, VAE, WAE-MMD and WAE-GAN differ only in the regularizer. Adversarial
+regularizers train with Lightning's manual optimization (two optimizers);
+the others use automatic optimization.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torch.optim.lr_scheduler import LambdaLR
+
+from waebench.prior import GaussianPrior
+from waebench.reconstruction import ReconstructionCost
+from waebench.regularizers import Codes, LatentRegularizer
+from waebench.schedule import MilestoneDecay
+
+OUTPUT_ACTIVATIONS = {(0.0, 1.0): torch.sigmoid, (-1.0, 1.0): torch.tanh}
+
+
+class DivergenceError(RuntimeError):
+    """A training loss became NaN or infinite."""
+
+
+class AutoEncoder(L.LightningModule):
+    def __init__(
+        self,
+        image_size: int,
+        channels: int,
+        value_range: tuple[float, float] | list[float],
+        latent_dim: int,
+        prior_var: float,
+        width: int,
+        encoder: dict[str, Any],
+        decoder: dict[str, Any],
+        regularizer: dict[str, Any],
+        reconstruction: dict[str, Any],
+        optimizer: dict[str, Any],
+        lr_schedule: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        value_range = (float(value_range[0]), float(value_range[1]))
+        if value_range not in OUTPUT_ACTIVATIONS:
+            raise ValueError(
+                f"value_range {value_range} unsupported; use one of {list(OUTPUT_ACTIVATIONS)}"
+            )
+        if reconstruction.get("name") == "bernoulli" and value_range != (0.0, 1.0):
+            raise ValueError(
+                "the bernoulli reconstruction cost needs data in [0, 1] (dataset.value_range)"
+            )
+        self.value_range = value_range
+        self.output_activation = OUTPUT_ACTIVATIONS[value_range]
+        self.prior = GaussianPrior(latent_dim, prior_var)
+        self.regularizer: LatentRegularizer = instantiate(regularizer)
+        code_size = latent_dim * (2 if self.regularizer.gaussian_encoder else 1)
+        shape = {"image_size": image_size, "channels": channels, "width": width}
+        self.encoder = instantiate(encoder, **shape, out_features=code_size)
+        self.decoder = instantiate(decoder, **shape, latent_dim=latent_dim)
+        self.reconstruction = ReconstructionCost(**reconstruction)
+        self.automatic_optimization = self.regularizer.adversary is None
+
+    # ----- the Python API (images in the dataset's value range) -----
+
+    def codes(self, x: torch.Tensor) -> Codes:
+        """Encode; Gaussian encoders sample z = mean + exp(log_var / 2) * eps."""
+        out = self.encoder(x)
+        if not self.regularizer.gaussian_encoder:
+            return Codes(z=out, mean=out)
+        mean, log_var = out.chunk(2, dim=1)
+        z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if self.training else mean
+        return Codes(z=z, mean=mean, log_var=log_var)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic codes (the mean for Gaussian encoders)."""
+        return self.codes(x).mean
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.output_activation(self.decoder(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = self.prior.sample(n, device="cpu", generator=generator).to(self.device)
+        return self.decode(z)
+
+    # ----- training -----
+
+    def loss_terms(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], Codes]:
+        codes = self.codes(x)
+        logits = self.decoder(codes.z)
+        rec = self.reconstruction(x, logits, self.output_activation(logits))
+        penalty = self.regularizer(codes, self.prior)
+        loss = rec + self.regularizer.weight * penalty
+        return {"loss": loss, "rec": rec, "penalty": penalty}, codes
+
+    def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
+        if not torch.isfinite(terms["loss"]):
+            values = ", ".join(f"{k}={v.item():.6g}" for k, v in terms.items())
+            raise DivergenceError(
+                f"training diverged at step {self.global_step} (epoch {self.current_epoch}): "
+                f"non-finite loss ({values}). The last good checkpoint is kept; try a lower "
+                f"learning rate (model.optimizer.lr) or regularizer weight (regularizer.weight)."
+            )
+
+    def _log_terms(self, stage: str, terms: dict[str, torch.Tensor], batch_size: int) -> None:
+        on_step = stage == "train"
+        for name, value in terms.items():
+            self.log(
+                f"{stage}/{name}",
+                value,
+                on_step=on_step,
+                on_epoch=True,
+                batch_size=batch_size,
+                prog_bar=name == "loss",
+                sync_dist=not on_step,
+            )
+
+    def training_step(self, batch, batch_idx: int):
+        x, _ = batch
+        if self.automatic_optimization:
+            terms, _ = self.loss_terms(x)
+            self._check_finite(terms)
+            self._log_terms("train", terms, len(x))
+            return terms["loss"]
+        return self._adversarial_step(x)
+
+    def _adversarial_step(self, x: torch.Tensor) -> None:
+        """One encoder/decoder step on rec + weight * penalty, then one adversary step."""
+        opt_ae, opt_adversary = self.optimizers()
+        terms, codes = self.loss_terms(x)
+        self._check_finite(terms)
+        self.toggle_optimizer(opt_ae)
+        opt_ae.zero_grad(set_to_none=True)
+        self.manual_backward(terms["loss"])
+        opt_ae.step()
+        self.untoggle_optimizer(opt_ae)
+
+        self.toggle_optimizer(opt_adversary)
+        adversary_loss = self.regularizer.adversary_loss(codes.z, self.prior)
+        opt_adversary.zero_grad(set_to_none=True)
+        self.manual_backward(adversary_loss)
+        opt_adversary.step()
+        self.untoggle_optimizer(opt_adversary)
+        terms["adversary"] = adversary_loss.detach()
+        self._log_terms("train", terms, len(x))
+
+    def on_train_epoch_end(self) -> None:
+        if not self.automatic_optimization:
+            for scheduler in self.lr_schedulers() or []:
+                scheduler.step()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, _ = batch
+        terms, _ = self.loss_terms(x)
+        self._log_terms("val", terms, len(x))
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        x, _ = batch
+        terms, _ = self.loss_terms(x)
+        self._log_terms("test", terms, len(x))
+
+    def configure_optimizers(self):
+        optimizer_cfg = dict(self.hparams.optimizer)
+        adversary = self.regularizer.adversary
+        main_params = [
+            p for n, p in self.named_parameters() if not n.startswith("regularizer.adversary.")
+        ]
+        optimizers = [instantiate(optimizer_cfg, params=main_params)]
+        if adversary is not None:
+            optimizer_cfg["lr"] = self.regularizer.adversary_lr
+            optimizers.append(instantiate(optimizer_cfg, params=adversary.parameters()))
+        schedule = self.hparams.lr_schedule
+        if not schedule or not schedule.get("milestones"):
+            return optimizers
+        schedulers = [
+            {"scheduler": LambdaLR(opt, MilestoneDecay(**schedule)), "interval": "epoch"}
+            for opt in optimizers
+        ]
+        return optimizers, schedulers
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> AutoEncoder:
+    """A trained model in eval mode, from a checkpoint file or a run directory
+    (its `checkpoints/last.ckpt`, the final weights, else `checkpoints/best.ckpt`)."""
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "checkpoints" / name for name in ("last.ckpt", "best.ckpt")]
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise FileNotFoundError(
+                f"no checkpoint in {path}: expected one of {[str(c) for c in candidates]}"
+            )
+        path = found[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    model = AutoEncoder.load_from_checkpoint(path, map_location=map_location)
+    return model.eval()

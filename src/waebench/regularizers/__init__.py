@@ -1,0 +1,15 @@
+"""Latent regularizers: rec + weight * penalty(codes, prior). One file each."""
+
+from waebench.regularizers.base import Codes, LatentRegularizer, NoRegularizer
+from waebench.regularizers.gan import GANPenalty
+from waebench.regularizers.kl import KLDivergence
+from waebench.regularizers.mmd import MMDPenalty
+
+__all__ = [
+    "Codes",
+    "GANPenalty",
+    "KLDivergence",
+    "LatentRegularizer",
+    "MMDPenalty",
+    "NoRegularizer",
+]

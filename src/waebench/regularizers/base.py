@@ -1,0 +1,52 @@
+"""The interface of a latent regularizer.
+
+The training loss is `rec + weight * penalty(codes, prior)`, where `penalty` is
+D_Z(Q_Z, P_Z) (WAE), the KL term (VAE) or nothing (AE). A regularizer also
+says whether the encoder is Gaussian (outputs a mean and a log-variance and
+codes are sampled with the reparameterisation trick) or deterministic.
+Adversarial regularizers (WAE-GAN) carry an `adversary` network trained with
+its own optimizer on `adversary_loss`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from waebench.prior import GaussianPrior
+
+
+@dataclass
+class Codes:
+    """A batch of codes: `z` is what the decoder sees; `mean`/`log_var` are set for Gaussian encoders."""
+
+    z: torch.Tensor
+    mean: torch.Tensor
+    log_var: torch.Tensor | None = None
+
+
+class LatentRegularizer(nn.Module):
+    name: str = "base"
+
+    def __init__(self, weight: float = 1.0, gaussian_encoder: bool = False) -> None:
+        super().__init__()
+        self.weight = float(weight)
+        self.gaussian_encoder = gaussian_encoder
+        self.adversary: nn.Module | None = None
+
+    def forward(self, codes: Codes, prior: GaussianPrior) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class NoRegularizer(LatentRegularizer):
+    """Plain auto-encoder: no penalty."""
+
+    name = "none"
+
+    def __init__(self, weight: float = 0.0, gaussian_encoder: bool = False) -> None:
+        super().__init__(weight, gaussian_encoder)
+
+    def forward(self, codes: Codes, prior: GaussianPrior) -> torch.Tensor:
+        return codes.z.new_zeros(())

@@ -1,0 +1,126 @@
+"""`waebench-train`: instantiate datamodule, model, callbacks, loggers and trainer
+from the Hydra config, train, test, and write `metrics.json` in the run directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from waebench.io import write_json_atomic
+from waebench.model import DivergenceError
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """`auto` -> this run's checkpoints/last.ckpt when it exists (else start fresh)."""
+    if ckpt_path != "auto":
+        if ckpt_path and not Path(ckpt_path).is_file():
+            raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
+        return ckpt_path
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        log.info("Resuming from %s", last)
+        return str(last)
+    log.info("ckpt_path=auto: no %s yet, starting fresh", last)
+    return None
+
+
+def use_wandb_offline_without_login(cfg: DictConfig) -> None:
+    if "wandb" not in cfg.get("logger", {}) or os.environ.get("WANDB_MODE"):
+        return
+    from wandb.sdk.lib import apikey
+
+    if not os.environ.get("WANDB_API_KEY") and not apikey.api_key(settings=None):
+        log.info("wandb: no login found, logging offline (sync later with `wandb sync`)")
+        os.environ["WANDB_MODE"] = "offline"
+
+
+def build_model(cfg: DictConfig):
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg["regularizer"] = OmegaConf.to_container(cfg.regularizer, resolve=True)
+    return instantiate(model_cfg, _recursive_=False, _convert_="all")
+
+
+def epoch_means(metrics: dict[str, Any], stage: str) -> dict[str, float]:
+    """{'loss': ..., 'rec': ...} from Lightning's `<stage>/<term>[_epoch]` metrics."""
+    out = {}
+    for key, value in metrics.items():
+        if key.startswith(f"{stage}/") and not key.endswith("_step"):
+            out[key[len(stage) + 1 :].removesuffix("_epoch")] = float(value)
+    return out
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train and test one model; returns (and writes) the metrics of the run."""
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    L.seed_everything(cfg.seed, workers=True)
+    use_wandb_offline_without_login(cfg)
+
+    datamodule = instantiate(cfg.dataset)
+    model = build_model(cfg)
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
+    loggers = [instantiate(c) for c in cfg.get("logger", {}).values()]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    metrics: dict[str, Any] = {"status": "running", "run_dir": str(output_dir)}
+    try:
+        trainer.fit(
+            model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, output_dir)
+        )
+        metrics["train"] = epoch_means(trainer.callback_metrics, "train")
+        metrics["val"] = epoch_means(
+            trainer.validate(model, datamodule=datamodule, verbose=False)[0], "val"
+        )
+        metrics["test"] = epoch_means(
+            trainer.test(model, datamodule=datamodule, verbose=False)[0], "test"
+        )
+        metrics["status"] = "completed"
+    except DivergenceError as error:
+        metrics.update(status="diverged", error=str(error))
+        raise
+    except BaseException as error:
+        metrics.update(status="failed", error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        metrics.update(epochs=trainer.current_epoch, global_step=trainer.global_step)
+        checkpoints = output_dir / "checkpoints"
+        metrics["checkpoints"] = (
+            sorted(str(p) for p in checkpoints.glob("*.ckpt")) if checkpoints.is_dir() else []
+        )
+        if trainer.is_global_zero:
+            write_json_atomic(output_dir / "metrics.json", metrics)
+        for logger in loggers:
+            logger.finalize(metrics["status"])
+        if "wandb" in cfg.get("logger", {}):
+            import wandb
+
+            wandb.finish(exit_code=0 if metrics["status"] == "completed" else 1)
+    log.info("Run directory: %s", output_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> None:
+    try:
+        train(cfg)
+    except DivergenceError as error:
+        log.error("%s", error)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()
