@@ -1,4 +1,4 @@
-"""The paper's step decay: multiply the learning rate by `factors[i]` once, after epoch `milestones[i]`."""
+"""The paper's step decay: multiply the lr by `factors[i]` once, after epoch `milestones[i]`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class MilestoneDecay:
             raise ValueError(
                 f"lr_schedule: {len(milestones)} milestones but {len(factors)} factors"
             )
-        self.steps = sorted(zip(milestones, factors))
+        self.steps = sorted(zip(milestones, factors, strict=True))
 
     def __call__(self, epoch: int) -> float:
         multiplier = 1.0

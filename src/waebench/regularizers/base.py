@@ -20,7 +20,7 @@ from waebench.prior import GaussianPrior
 
 @dataclass
 class Codes:
-    """A batch of codes: `z` is what the decoder sees; `mean`/`log_var` are set for Gaussian encoders."""
+    """A batch of codes: `z` is what the decoder sees; `log_var` is set for Gaussian encoders."""
 
     z: torch.Tensor
     mean: torch.Tensor

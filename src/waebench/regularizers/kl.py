@@ -11,7 +11,8 @@ from waebench.regularizers.base import Codes, LatentRegularizer
 
 
 def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor, prior_var: float) -> torch.Tensor:
-    """KL(N(m, diag s^2) || N(0, v I)) = 1/2 sum_j (s_j^2/v + m_j^2/v - 1 - log s_j^2 + log v), per row."""
+    """Per row: KL(N(m, diag s^2) || N(0, v I))
+    = 1/2 sum_j (s_j^2 / v + m_j^2 / v - 1 - log s_j^2 + log v)."""
     return 0.5 * (
         (log_var.exp() + mean.pow(2)) / prior_var - 1.0 - log_var + math.log(prior_var)
     ).sum(-1)
