@@ -4,6 +4,9 @@ from waebench.regularizers.base import Codes, LatentRegularizer, NoRegularizer
 from waebench.regularizers.gan import GANPenalty
 from waebench.regularizers.kl import KLDivergence
 from waebench.regularizers.mmd import MMDPenalty
+from waebench.regularizers.sinkhorn import SinkhornPenalty
+from waebench.regularizers.sliced import SlicedWassersteinPenalty
+from waebench.regularizers.w2_gaussian import W2GaussianPenalty
 
 __all__ = [
     "Codes",
@@ -12,4 +15,7 @@ __all__ = [
     "LatentRegularizer",
     "MMDPenalty",
     "NoRegularizer",
+    "SinkhornPenalty",
+    "SlicedWassersteinPenalty",
+    "W2GaussianPenalty",
 ]
