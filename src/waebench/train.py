@@ -4,9 +4,11 @@ from the Hydra config, train, test, and write `metrics.json` in the run director
 from __future__ import annotations
 
 import logging
+import netrc
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import hydra
 import lightning as L
@@ -35,13 +37,20 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
     return None
 
 
-def use_wandb_offline_without_login(cfg: DictConfig) -> None:
-    if "wandb" not in cfg.get("logger", {}) or os.environ.get("WANDB_MODE"):
-        return
-    from wandb.sdk.lib import apikey
+def wandb_login_found() -> bool:
+    """An API key in WANDB_API_KEY or in ~/.netrc for the wandb host (what `wandb login` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
 
-    if not os.environ.get("WANDB_API_KEY") and not apikey.api_key(settings=None):
-        log.info("wandb: no login found, logging offline (sync later with `wandb sync`)")
+
+def use_wandb_offline_without_login(cfg: DictConfig) -> None:
+    if "wandb" in cfg.get("logger", {}) and not os.environ.get("WANDB_MODE") and not wandb_login_found():
+        log.info("wandb: no login found, logging offline (upload later with `wandb sync`)")
         os.environ["WANDB_MODE"] = "offline"
 
 

@@ -1,0 +1,70 @@
+"""Batches sliced from uint8 tensors in memory: no per-item work, resumable mid-epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+class InMemoryBatches:
+    """Iterable of (images uint8 [B, C, H, W], labels [B]) slices.
+
+    A training epoch's order is a permutation drawn from (seed, epoch), with the
+    epoch read from `epoch_fn` (the trainer's). A checkpoint stores how many
+    batches of the epoch were trained on, so a resumed run continues with
+    exactly the batch it would have seen next. Under DDP each rank takes every
+    `world_size`-th index of the same permutation.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        epoch_fn: Callable[[], int] | None = None,
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.epoch_fn = epoch_fn or (lambda: 0)
+        self._position = (0, 0)  # (epoch, batches handed out in it)
+        self._resume_at: tuple[int, int] | None = None
+
+    def _indices(self) -> torch.Tensor:
+        n = len(self.images)
+        if not self.shuffle:
+            return torch.arange(n)[self.rank :: self.world_size]
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch_fn())
+        return torch.randperm(n, generator=generator)[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        n = -(-(len(self.images) - self.rank) // self.world_size)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        epoch = self.epoch_fn()
+        start = 0
+        if self._resume_at is not None and self._resume_at[0] == epoch:
+            start = self._resume_at[1]
+        self._resume_at = None
+        indices = self._indices()
+        for batch in range(start, len(self)):
+            self._position = (epoch, batch + 1)
+            idx = indices[batch * self.batch_size : (batch + 1) * self.batch_size]
+            yield self.images[idx], self.labels[idx]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Lightning does not fetch ahead from a loader with a length, so every
+        batch handed out when a checkpoint is written has been trained on."""
+        epoch, batches = self._position
+        return {"epoch": epoch, "batches_done": batches}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume_at = (state["epoch"], state["batches_done"])

@@ -1,0 +1,110 @@
+"""Shared fixtures: compose the real Hydra configs, and write small datasets in their real on-disk formats."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "conf"
+SHARED = REPO.parent / "shared"
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+# Tiny networks and few batches: every training test runs in seconds on a CPU.
+TINY = [
+    "model.width=4",
+    "dataset.batch_size=16",
+    "dataset.eval_batch_size=64",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.accelerator=cpu",
+    "callbacks.image_grids.n_images=16",
+    "++eval.enabled=false",
+]
+
+
+def compose_train_config(output_dir: Path, overrides: list[str], data_dir: Path | None = None) -> DictConfig:
+    """The `train` config as `waebench-train <overrides>` would see it, writing to `output_dir`."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.runtime.cwd = str(output_dir.parent)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir.parent)
+        cfg.paths.data_dir = str(data_dir or output_dir.parent / "data")
+        del cfg.hydra
+    return cfg
+
+
+@pytest.fixture
+def train_config(tmp_path):
+    """train_config(*overrides, data_dir=None, run="run") -> a composed, tiny config."""
+
+    def make(*overrides: str, data_dir: Path | None = None, run: str = "run") -> DictConfig:
+        return compose_train_config(tmp_path / run, [*TINY, *overrides], data_dir)
+
+    yield make
+    GlobalHydra.instance().clear()
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file as LeCun distributes them: magic (0, 0, 0x08 = uint8, ndim), big-endian dims, data."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def write_mnist_layout(folder: Path, n_train: int = 120, n_test: int = 40, seed: int = 0) -> Path:
+    """The four gzip IDX files of MNIST / Fashion-MNIST, with random digit-like images."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+    return folder
+
+
+def write_celeba_layout(folder: Path, counts=(12, 4, 4), seed: int = 0) -> Path:
+    """img_align_celeba/*.jpg (178x218 RGB JPEGs) and list_eval_partition.txt."""
+    rng = np.random.default_rng(seed)
+    images = folder / "img_align_celeba"
+    images.mkdir(parents=True, exist_ok=True)
+    lines = []
+    index = 1
+    for code, count in enumerate(counts):
+        for _ in range(count):
+            name = f"{index:06d}.jpg"
+            pixels = rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(images / name, quality=90)
+            lines.append(f"{name} {code}")
+            index += 1
+    (folder / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture
+def small_datasets(tmp_path) -> Path:
+    """A data dir holding tiny mnist, fashion_mnist and celeba in their real layouts."""
+    data = tmp_path / "data"
+    write_mnist_layout(data / "mnist", seed=1)
+    write_mnist_layout(data / "fashion_mnist", seed=2)
+    write_celeba_layout(data / "celeba", counts=(48, 8, 8))
+    return data
