@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from waebench.io import write_json_atomic
+from waebench.launch.job import is_multirun, run_sweep_job
 from waebench.model import DivergenceError
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> dict[str, Any] | None:
+    if is_multirun():  # skip completed jobs, resume killed ones, record failures and go on
+        return run_sweep_job(train, cfg)
     try:
         train(cfg)
     except DivergenceError as error:

@@ -1,0 +1,163 @@
+"""What a job of a sweep does around `train()`.
+
+- Its run folder is named after its overrides (`job_dirname`), so re-launching the same sweep
+  maps every job to the folder it had before.
+- A job whose `metrics.json` says `completed` is skipped; any other job resumes from its
+  `checkpoints/last.ckpt` (`ckpt_path=auto`).
+- An exception is recorded in the job's `metrics.json` (status, error, traceback) and the
+  sweep goes on with the next job; the wandb run is finished either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from waebench.io import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+MAX_DIRNAME = 120
+# Overrides that do not change what a job computes: left out of its folder name.
+NOT_IN_DIRNAME = ("ckpt_path", "launcher", "logger", "paths", "hydra")
+# Keys that may differ between two launches of the same job without making it another job.
+IGNORED_KEYS = ("paths", "logger", "ckpt_path")
+
+
+def job_dirname(overrides: list[str]) -> str:
+    """A job's overrides -> its folder name, e.g. `regularizer=mmd,seed=1,model.width=8`.
+
+    Top-level choices (regularizer, dataset, seed, ...) come first, dotted keys after, each
+    part sorted; '/' becomes '-'. A name longer than MAX_DIRNAME characters keeps its start
+    and ends with a hash of the whole, so it stays unique."""
+    kept = [o for o in overrides if override_key(o).split(".")[0] not in NOT_IN_DIRNAME]
+    kept.sort(key=lambda o: ("." in override_key(o), override_key(o), o))
+    name = ",".join(kept).replace("/", "-") or "default"
+    if len(name) <= MAX_DIRNAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return f"{name[: MAX_DIRNAME - 11]}-{digest}"
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+OmegaConf.register_new_resolver("waebench_job_dir", job_dirname, replace=True)
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (IGNORED_KEYS aside)."""
+    a, b = flatten(saved), flatten(current)
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return [k for k in keys if k.split(".")[0] not in IGNORED_KEYS]
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def check_same_job(run_dir: Path, cfg: DictConfig) -> None:
+    """A re-launch must not continue, or skip, a run of another configuration."""
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    differences = config_differences(
+        OmegaConf.to_container(OmegaConf.load(saved)), OmegaConf.to_container(cfg, resolve=True)
+    )
+    if differences:
+        raise ValueError(
+            f"{run_dir} already holds a run of another configuration (differs in: "
+            f"{', '.join(differences[:8])}). Re-launch with the original settings, or start a "
+            "new sweep folder with hydra.sweep.dir=<new folder>."
+        )
+
+
+def record_failure(run_dir: Path, error: BaseException | str) -> dict[str, Any]:
+    """Mark the run as failed in its metrics.json, keeping what train() wrote there
+    (a `diverged` status stays); returns the metrics."""
+    metrics = read_metrics(run_dir) or {}
+    if metrics.get("status") not in ("failed", "diverged"):
+        message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        metrics.update(status="failed", error=message)
+    metrics.setdefault("run_dir", str(run_dir))
+    if isinstance(error, BaseException):
+        metrics["traceback"] = "".join(traceback.format_exception(error))
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def finish_wandb_run() -> None:
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1)
+
+
+@contextmanager
+def ddp_children_rerun_this_job(run_dir: Path, ckpt_path: str | None) -> Iterator[None]:
+    """Lightning's DDP launcher starts ranks > 0 as `sys.argv + hydra.run.dir=<run dir>`.
+    In a multirun that command would start the whole sweep again in another folder, so for
+    this job `sys.argv` becomes this job's overrides alone, and the run dir this job's folder."""
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("ckpt_path=")]
+    hydra_cfg = HydraConfig.get()
+    argv, run_dir_before = sys.argv, hydra_cfg.run.dir
+    sys.argv = [argv[0], *overrides, f"ckpt_path={ckpt_path if ckpt_path else 'null'}"]
+    with read_write(hydra_cfg):
+        hydra_cfg.run.dir = str(run_dir)
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        with read_write(hydra_cfg):
+            hydra_cfg.run.dir = run_dir_before
+
+
+def run_sweep_job(train: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+    """Run one job of a multirun: skip it when completed, resume it when started, and record
+    an exception instead of raising it (so the launcher goes on with the other jobs). A folder
+    that holds a run of another configuration is left untouched: that raises."""
+    run_dir = Path(cfg.paths.output_dir)
+    check_same_job(run_dir, cfg)
+    try:
+        metrics = read_metrics(run_dir)
+        if metrics and metrics.get("status") == "completed":
+            log.info("Skipping %s: completed by an earlier launch", run_dir)
+            return metrics
+        with open_dict(cfg):
+            if cfg.get("ckpt_path") is None:
+                cfg.ckpt_path = "auto"
+            if "wandb" in cfg.get("logger", {}):
+                sweep_dir = Path(HydraConfig.get().sweep.dir)
+                cfg.logger.wandb.group = cfg.logger.wandb.group or sweep_dir.name
+                cfg.logger.wandb.name = cfg.logger.wandb.name or run_dir.name
+        with ddp_children_rerun_this_job(run_dir, cfg.ckpt_path):
+            return train(cfg)
+    except Exception as error:
+        log.exception("Job in %s failed; recorded in its metrics.json, the sweep goes on", run_dir)
+        finish_wandb_run()
+        return record_failure(run_dir, error)
