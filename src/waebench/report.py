@@ -1,0 +1,54 @@
+"""`waebench-report PATH... [--out DIR]`: one table per dataset comparing the models of the
+runs under PATH (sweep or output folders), with the WAE paper's published numbers beside
+ours, the failed and unfinished runs, and a figure. Writes DIR/report.md, and per dataset
+DIR/<dataset>.csv, .tex and .png (DIR defaults to PATH/report)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from waebench.reporting.figure import write_figure
+from waebench.reporting.render import markdown_report, write_csv, write_latex
+from waebench.reporting.runs import find_runs
+from waebench.reporting.table import build_tables
+
+
+def report(paths: list[str | Path], out_dir: str | Path) -> Path:
+    """Write the report of the runs under `paths` into `out_dir`; returns report.md's path."""
+    runs = find_runs(paths)
+    if not runs:
+        raise FileNotFoundError(
+            f"no runs under {', '.join(map(str, paths))}: a run folder holds the config.yaml "
+            "that waebench-train writes; pass sweep folders (outputs/train/multiruns/<time>) "
+            "or run folders"
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = build_tables(runs)
+    figures = {}
+    for table in tables:
+        write_csv(table, out_dir / f"{table.dataset}.csv")
+        write_latex(table, out_dir / f"{table.dataset}.tex")
+        figures[table.dataset] = write_figure(table, out_dir / f"{table.dataset}.png")
+    path = out_dir / "report.md"
+    path.write_text(markdown_report(tables, runs, figures))
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="waebench-report", description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="+", help="sweep or output folders holding runs")
+    parser.add_argument("--out", help="where to write the report (default: first PATH/report)")
+    args = parser.parse_args(argv)
+    try:
+        path = report(args.paths, args.out or Path(args.paths[0]) / "report")
+    except FileNotFoundError as error:
+        sys.exit(f"waebench-report: {error}")
+    print(path.read_text())
+    print(f"Report written to {path.parent}")
+
+
+if __name__ == "__main__":
+    main()

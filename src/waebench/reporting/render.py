@@ -1,0 +1,121 @@
+"""The tables as Markdown (with the failed runs), CSV and LaTeX."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from waebench.reporting.runs import Run
+from waebench.reporting.table import Cell, Row, Table
+
+
+def format_cell(cell: Cell | None, row: Row, pm: str = "±") -> str:
+    if cell is None or cell.n == 0:
+        return "n/a"
+    if row.source:
+        return f"{cell.mean:g}"
+    if cell.n == 1:
+        return f"{cell.mean:.4g} (n=1)"
+    return f"{cell.mean:.4g} {pm} {cell.std:.2g} (n={cell.n})"
+
+
+def runs_done(row: Row) -> str:
+    return "" if row.source else f"{len(row.completed)}/{len(row.runs)}"
+
+
+def markdown_table(table: Table) -> str:
+    header = ["model", "runs", *(c.title for c in table.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table.rows:
+        cells = [format_cell(row.cells.get(c), row) for c in table.columns]
+        lines.append("| " + " | ".join([row.label, runs_done(row), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def failure_lines(runs: list[Run]) -> list[str]:
+    failed = [r for r in runs if r.status != "completed"]
+    if not failed:
+        return ["All runs completed."]
+    lines = ["| run | dataset | model | seed | status | error |", "|---|---|---|---|---|---|"]
+    for run in failed:
+        error = (run.error.splitlines() or [""])[0][:300].replace("|", "\\|")
+        row = [str(run.run_dir), run.dataset, run.model, str(run.seed), run.status, error]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def markdown_report(tables: list[Table], runs: list[Run], figures: dict[str, Path]) -> str:
+    completed = sum(r.status == "completed" for r in runs)
+    out = [
+        "# waebench report",
+        "",
+        f"{len(runs)} runs, {completed} completed. Cells: mean ± sample std over the seeds of "
+        "the completed runs (n = number of seeds); `runs` = completed/all runs of the row. "
+        "Each FID column names its settings (feature extractor, generated images num_fake, "
+        "real images num_real, real split); numbers with other settings get their own column. "
+        "Published rows are the paper's numbers, not ours.",
+    ]
+    for table in tables:
+        out += ["", f"## {table.dataset}", "", markdown_table(table)]
+        if table.dataset in figures:
+            out += ["", f"![{table.dataset}]({figures[table.dataset].name})"]
+    out += ["", "## Failed and unfinished runs", "", *failure_lines(runs), ""]
+    return "\n".join(out)
+
+
+def write_csv(table: Table, path: Path) -> None:
+    """One line per row; per column its mean, std and n (empty where there is none)."""
+    header = ["model", "settings", "published_source", "runs_completed", "runs_total"]
+    for column in table.columns:
+        header += [f"{column.title} mean", f"{column.title} std", f"{column.title} n"]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for row in table.rows:
+            line = [row.model, ";".join(f"{k}={v}" for k, v in row.settings.items()), row.source]
+            line += ["", ""] if row.source else [len(row.completed), len(row.runs)]
+            for column in table.columns:
+                cell = row.cells.get(column)
+                if cell is None or cell.n == 0:
+                    line += ["", "", 0]
+                else:
+                    std = "" if math.isnan(cell.std) else repr(cell.std)
+                    line += [repr(cell.mean), std, cell.n]
+            writer.writerow(line)
+
+
+LATEX_SPECIALS = {
+    "&": r"\&",
+    "%": r"\%",
+    "#": r"\#",
+    "_": r"\_",
+    "λ": r"$\lambda$",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\^{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+def write_latex(table: Table, path: Path) -> None:
+    """A booktabs tabular: one line per row, one column per metric."""
+    spec = "ll" + "r" * len(table.columns)
+    header = ["model", "runs", *(c.title for c in table.columns)]
+    lines = [
+        f"% waebench-report: {table.dataset}; mean $\\pm$ sample std over seeds (n seeds)",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        " & ".join(latex_escape(h) for h in header) + r" \\",
+        "\\midrule",
+    ]
+    for row in table.rows:
+        cells = [format_cell(row.cells.get(c), row, pm="$\\pm$") for c in table.columns]
+        cells = [c if "$" in c else latex_escape(c) for c in cells]
+        lines.append(" & ".join([latex_escape(row.label), runs_done(row), *cells]) + r" \\")
+    lines += ["\\bottomrule", "\\end{tabular}", ""]
+    path.write_text("\n".join(lines))
