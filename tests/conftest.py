@@ -35,7 +35,9 @@ TINY = [
 ]
 
 
-def compose_train_config(output_dir: Path, overrides: list[str], data_dir: Path | None = None) -> DictConfig:
+def compose_train_config(
+    output_dir: Path, overrides: list[str], data_dir: Path | None = None
+) -> DictConfig:
     """The `train` config as `waebench-train <overrides>` would see it, writing to `output_dir`."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -66,7 +68,9 @@ def train_config(tmp_path):
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """An IDX file as LeCun distributes them: magic (0, 0, 0x08 = uint8, ndim), big-endian dims, data."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "wb") as f:
         f.write(header + array.astype(np.uint8).tobytes())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEBIAN_FASHION_MNIST, write_celeba_layout, write_idx, write_mnist_layout
+
 from waebench.data import DatasetNotFoundError, ImageDataModule
 from waebench.data.idx import read_idx
 from waebench.data.loader import InMemoryBatches
@@ -40,7 +40,9 @@ def test_validation_split_is_fixed_by_the_seed(tmp_path):
     write_mnist_layout(tmp_path / "mnist")
 
     def val_images(seed):
-        dm = ImageDataModule("mnist", 28, 1, root=str(tmp_path / "mnist"), val_size=20, split_seed=seed)
+        dm = ImageDataModule(
+            "mnist", 28, 1, root=str(tmp_path / "mnist"), val_size=20, split_seed=seed
+        )
         dm.setup()
         return dm.splits["val"][0]
 
@@ -60,8 +62,12 @@ def test_missing_mnist_lists_the_expected_files(tmp_path):
     with pytest.raises(DatasetNotFoundError) as error:
         dm.setup()
     message = str(error.value)
-    for expected in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", str(tmp_path / "nowhere"),
-                     "dataset.root="):
+    for expected in (
+        "train-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+        str(tmp_path / "nowhere"),
+        "dataset.root=",
+    ):
         assert expected in message
 
 
@@ -72,7 +78,9 @@ def test_unknown_dataset_lists_valid_names():
 
 def test_celeba_official_partition_crop_resize_and_cache(tmp_path):
     root = write_celeba_layout(tmp_path / "celeba", counts=(6, 2, 3))
-    dm = ImageDataModule("celeba", image_size=64, channels=3, value_range=(-1.0, 1.0), root=str(root))
+    dm = ImageDataModule(
+        "celeba", image_size=64, channels=3, value_range=(-1.0, 1.0), root=str(root)
+    )
     dm.setup()
     assert {k: len(v[0]) for k, v in dm.splits.items()} == {"train": 6, "val": 2, "test": 3}
     assert dm.splits["train"][0].shape[1:] == (3, 64, 64)
@@ -81,7 +89,9 @@ def test_celeba_official_partition_crop_resize_and_cache(tmp_path):
     (root / "img_align_celeba" / "000001.jpg").unlink()
     again = ImageDataModule("celeba", image_size=64, channels=3, root=str(root))
     again.setup()
-    assert torch.equal(again.splits["train"][0], dm.splits["train"][0]), "the cache is read, not the JPEGs"
+    assert torch.equal(again.splits["train"][0], dm.splits["train"][0]), (
+        "the cache is read, not the JPEGs"
+    )
     x = dm.to_float(dm.splits["test"][0])
     assert x.min() >= -1 and x.max() <= 1
 
@@ -105,7 +115,12 @@ def test_missing_celeba_explains_the_manual_download(tmp_path):
     dm = ImageDataModule("celeba", 64, 3, root=str(tmp_path))
     with pytest.raises(DatasetNotFoundError) as error:
         dm.setup()
-    for expected in ("img_align_celeba", "list_eval_partition.txt", "Google Drive", "dataset.root="):
+    for expected in (
+        "img_align_celeba",
+        "list_eval_partition.txt",
+        "Google Drive",
+        "dataset.root=",
+    ):
         assert expected in str(error.value)
 
 
@@ -117,19 +132,31 @@ def test_digits_need_no_download():
     assert dm.splits["train"][0].shape[1:] == (1, 28, 28)
 
 
-@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.skipif(
+    not DEBIAN_FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist"
+)
 def test_real_fashion_mnist_is_found_without_configuration():
     dm = ImageDataModule("fashion_mnist", 28, 1, root=None, val_size=5000)
     dm.setup()
-    assert {k: len(v[0]) for k, v in dm.splits.items()} == {"train": 55000, "val": 5000, "test": 10000}
+    assert {k: len(v[0]) for k, v in dm.splits.items()} == {
+        "train": 55000,
+        "val": 5000,
+        "test": 10000,
+    }
     assert sorted(dm.splits["test"][1].unique().tolist()) == list(range(10))
 
 
 def test_batches_are_slices_shuffled_per_epoch_and_resumable():
     images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
     epoch = {"value": 0}
-    loader = InMemoryBatches(images, torch.arange(10), batch_size=3, shuffle=True, drop_last=True,
-                             epoch_fn=lambda: epoch["value"])
+    loader = InMemoryBatches(
+        images,
+        torch.arange(10),
+        batch_size=3,
+        shuffle=True,
+        drop_last=True,
+        epoch_fn=lambda: epoch["value"],
+    )
     assert len(loader) == 3
     first = [b[1].tolist() for b in loader]
     assert len({i for b in first for i in b}) == 9
@@ -141,8 +168,14 @@ def test_batches_are_slices_shuffled_per_epoch_and_resumable():
     next(iterator)  # batch 0 trained, then a checkpoint is written
     state = loader.state_dict()
     assert state == {"epoch": 1, "batches_done": 1}
-    resumed = InMemoryBatches(images, torch.arange(10), batch_size=3, shuffle=True, drop_last=True,
-                              epoch_fn=lambda: epoch["value"])
+    resumed = InMemoryBatches(
+        images,
+        torch.arange(10),
+        batch_size=3,
+        shuffle=True,
+        drop_last=True,
+        epoch_fn=lambda: epoch["value"],
+    )
     resumed.load_state_dict(state)
     assert [b[1].tolist() for b in resumed] == second[1:]
     assert [b[1].tolist() for b in resumed] == second, "only the first pass after loading skips"
@@ -153,6 +186,9 @@ def test_batches_are_slices_shuffled_per_epoch_and_resumable():
 
 def test_ddp_ranks_share_one_permutation_without_overlap():
     images = torch.zeros(12, 1, 1, 1, dtype=torch.uint8)
-    ranks = [InMemoryBatches(images, torch.arange(12), 2, shuffle=True, rank=r, world_size=2) for r in (0, 1)]
+    ranks = [
+        InMemoryBatches(images, torch.arange(12), 2, shuffle=True, rank=r, world_size=2)
+        for r in (0, 1)
+    ]
     seen = [{i for b in loader for i in b[1].tolist()} for loader in ranks]
     assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 12

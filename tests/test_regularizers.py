@@ -38,13 +38,24 @@ def test_imq_kernel_scales_and_constant_follow_the_paper():
     assert c == 2 * 8 * 2.0
     x, y = torch.randn(5, 8, dtype=torch.float64), torch.randn(6, 8, dtype=torch.float64)
     expected_xy = sum(
-        c * s / (c * s + ((x[i] - y[j]) ** 2).sum()) for i in range(5) for j in range(6) for s in PAPER_SCALES
+        c * s / (c * s + ((x[i] - y[j]) ** 2).sum())
+        for i in range(5)
+        for j in range(6)
+        for s in PAPER_SCALES
     ) / (5 * 6)
     expected_xx = sum(
-        c * s / (c * s + ((x[i] - x[j]) ** 2).sum()) for i in range(5) for j in range(5) if i != j for s in PAPER_SCALES
+        c * s / (c * s + ((x[i] - x[j]) ** 2).sum())
+        for i in range(5)
+        for j in range(5)
+        if i != j
+        for s in PAPER_SCALES
     ) / (5 * 4)
     expected_yy = sum(
-        c * s / (c * s + ((y[i] - y[j]) ** 2).sum()) for i in range(6) for j in range(6) if i != j for s in PAPER_SCALES
+        c * s / (c * s + ((y[i] - y[j]) ** 2).sum())
+        for i in range(6)
+        for j in range(6)
+        if i != j
+        for s in PAPER_SCALES
     ) / (6 * 5)
     got = mmd(x, y, kernel="imq", base=c, scales=PAPER_SCALES, unbiased=True)
     torch.testing.assert_close(got, expected_xx + expected_yy - 2 * expected_xy)
@@ -97,14 +108,25 @@ def test_gan_step_updates_both_optimizers(train_config):
     encoder_before = [p.detach().clone() for p in model.encoder.parameters()]
     adversary_before = [p.detach().clone() for p in model.regularizer.adversary.parameters()]
     trainer = L.Trainer(
-        max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, limit_val_batches=0,
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
     )
     images = torch.rand(16, 1, 28, 28)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.zeros(16)), batch_size=16)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(images, torch.zeros(16)), batch_size=16
+    )
     trainer.fit(model, loader)
     assert trainer.global_step == 2, "one encoder/decoder step and one adversary step"
-    assert any(not torch.equal(a, b) for a, b in zip(encoder_before, model.encoder.parameters(), strict=True))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(encoder_before, model.encoder.parameters(), strict=True)
+    )
     adversary_after = list(model.regularizer.adversary.parameters())
-    assert any(not torch.equal(a, b) for a, b in zip(adversary_before, adversary_after, strict=True))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(adversary_before, adversary_after, strict=True)
+    )
     assert "train/adversary" in trainer.callback_metrics

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import CONFIG_DIR, DEBIAN_FASHION_MNIST, compose_train_config, write_mnist_layout
+
 from waebench import load_model
 from waebench.data import ImageDataModule
 from waebench.model import DivergenceError
@@ -28,9 +28,15 @@ DATASET_OVERRIDES = {
 
 @pytest.mark.parametrize("dataset", list(DATASET_OVERRIDES))
 @pytest.mark.parametrize("regularizer", REGULARIZERS)
-def test_every_regularizer_trains_on_every_dataset(train_config, small_datasets, regularizer, dataset):
-    cfg = train_config(f"regularizer={regularizer}", f"dataset={dataset}", *DATASET_OVERRIDES[dataset],
-                       data_dir=small_datasets)
+def test_every_regularizer_trains_on_every_dataset(
+    train_config, small_datasets, regularizer, dataset
+):
+    cfg = train_config(
+        f"regularizer={regularizer}",
+        f"dataset={dataset}",
+        *DATASET_OVERRIDES[dataset],
+        data_dir=small_datasets,
+    )
     metrics = train(cfg)
     assert metrics["status"] == "completed"
     assert metrics["global_step"] == (6 if regularizer == "gan" else 3)  # GAN: two optimizer steps
@@ -57,12 +63,24 @@ def test_every_experiment_config_composes_and_builds(tmp_path, experiment):
 
 def test_paper_protocol_values(tmp_path):
     mnist = compose_train_config(tmp_path / "a", ["experiment=wae_paper/mnist_wae_mmd"])
-    assert (mnist.model.latent_dim, mnist.model.prior_var, mnist.regularizer.weight) == (8, 1.0, 10.0)
-    assert (mnist.dataset.batch_size, mnist.trainer.max_epochs, mnist.model.optimizer.lr) == (100, 100, 1e-3)
+    assert (mnist.model.latent_dim, mnist.model.prior_var, mnist.regularizer.weight) == (
+        8,
+        1.0,
+        10.0,
+    )
+    assert (mnist.dataset.batch_size, mnist.trainer.max_epochs, mnist.model.optimizer.lr) == (
+        100,
+        100,
+        1e-3,
+    )
     assert list(mnist.model.lr_schedule.milestones) == [30, 50]
     gan = compose_train_config(tmp_path / "b", ["experiment=wae_paper/celeba_wae_gan"])
     assert (gan.model.latent_dim, gan.model.prior_var, gan.regularizer.weight) == (64, 2.0, 1.0)
-    assert (gan.model.optimizer.lr, gan.regularizer.adversary_lr, gan.regularizer.prior_trick) == (3e-4, 1e-3, True)
+    assert (gan.model.optimizer.lr, gan.regularizer.adversary_lr, gan.regularizer.prior_trick) == (
+        3e-4,
+        1e-3,
+        True,
+    )
     assert gan.dataset.value_range == [-1.0, 1.0]
 
 
@@ -71,8 +89,15 @@ def test_run_directory_holds_config_checkpoints_logs_images_and_metrics(train_co
     train(cfg)
     run = cfg.paths.output_dir
     run = Path(run)
-    for name in ("config.yaml", "metrics.json", "samples.png", "reconstructions.png", "csv/metrics.csv",
-                 "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "samples.png",
+        "reconstructions.png",
+        "csv/metrics.csv",
+        "checkpoints/last.ckpt",
+        "checkpoints/best.ckpt",
+    ):
         assert (run / name).is_file(), name
     header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/loss_step", "train/loss_epoch", "val/loss", "test/loss"} <= set(header)
@@ -99,8 +124,14 @@ def _weights(run_dir):
 
 @pytest.mark.parametrize("killed_after", ["trainer.max_steps=4", "trainer.max_epochs=1"])
 def test_resume_repeats_and_loses_no_step(train_config, killed_after):
-    common = ["regularizer=none", "dataset=mnist", "dataset.val_size=20", "trainer.limit_train_batches=null",
-              "trainer.max_epochs=2", "callbacks.last_checkpoint.every_n_train_steps=4"]
+    common = [
+        "regularizer=none",
+        "dataset=mnist",
+        "dataset.val_size=20",
+        "trainer.limit_train_batches=null",
+        "trainer.max_epochs=2",
+        "callbacks.last_checkpoint.every_n_train_steps=4",
+    ]
     straight = train_config(*common, run="straight")
     data = write_mnist_layout(Path(straight.paths.data_dir) / "mnist")
     assert train(straight)["global_step"] == 12  # 100 training images, batches of 16, 2 epochs
@@ -126,8 +157,12 @@ def test_missing_checkpoint_is_a_clear_error(train_config):
 
 
 def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(train_config):
-    cfg = train_config("regularizer=none", "model.optimizer.lr=1e30", "trainer.limit_train_batches=20",
-                       "callbacks.last_checkpoint.every_n_train_steps=1")
+    cfg = train_config(
+        "regularizer=none",
+        "model.optimizer.lr=1e30",
+        "trainer.limit_train_batches=20",
+        "callbacks.last_checkpoint.every_n_train_steps=1",
+    )
     with pytest.raises(DivergenceError) as error:
         train(cfg)
     message = str(error.value)
@@ -150,14 +185,21 @@ def test_wandb_logger_writes_an_offline_run_without_login(train_config, monkeypa
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.skipif(
+    not DEBIAN_FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist"
+)
 def test_wae_mmd_matches_the_prior_better_than_the_ae_on_real_fashion_mnist(train_config):
     """Short runs on the real Fashion-MNIST: the WAE's test codes are much closer to N(0, I)."""
     latent_mmd = {}
     for regularizer in ("none", "mmd"):
         cfg = train_config(
-            f"regularizer={regularizer}", "dataset=fashion_mnist", "dataset.batch_size=100", "model.width=8",
-            "trainer.max_epochs=1", "trainer.limit_train_batches=300", "trainer.limit_val_batches=2",
+            f"regularizer={regularizer}",
+            "dataset=fashion_mnist",
+            "dataset.batch_size=100",
+            "model.width=8",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=300",
+            "trainer.limit_val_batches=2",
             run=regularizer,
         )
         train(cfg)
