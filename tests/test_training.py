@@ -167,7 +167,7 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(trai
         train(cfg)
     message = str(error.value)
     assert "diverged at step" in message and "rec=" in message and "penalty=" in message
-    metrics = json.loads(open(f"{cfg.paths.output_dir}/metrics.json").read())
+    metrics = json.loads(Path(cfg.paths.output_dir, "metrics.json").read_text())
     assert metrics["status"] == "diverged" and metrics["error"] == message
     state = _weights(cfg.paths.output_dir)
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
