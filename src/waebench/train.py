@@ -50,7 +50,11 @@ def wandb_login_found() -> bool:
 
 
 def use_wandb_offline_without_login(cfg: DictConfig) -> None:
-    if "wandb" in cfg.get("logger", {}) and not os.environ.get("WANDB_MODE") and not wandb_login_found():
+    if (
+        "wandb" in cfg.get("logger", {})
+        and not os.environ.get("WANDB_MODE")
+        and not wandb_login_found()
+    ):
         log.info("wandb: no login found, logging offline (upload later with `wandb sync`)")
         os.environ["WANDB_MODE"] = "offline"
 

@@ -51,7 +51,9 @@ def read_partition(folder: Path) -> dict[str, list[str]]:
             continue
         fields = line.split()
         if len(fields) != 2 or not fields[1].isdigit() or int(fields[1]) not in code_to_split:
-            raise ValueError(f"{folder / PARTITION_FILE}:{line_number}: expected '<name>.jpg <0|1|2>', got {line!r}")
+            raise ValueError(
+                f"{folder / PARTITION_FILE}:{line_number}: expected '<name>.jpg <0|1|2>', got {line!r}"
+            )
         names[code_to_split[int(fields[1])]].append(fields[0])
     return names
 

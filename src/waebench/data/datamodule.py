@@ -26,7 +26,7 @@ Splits = dict[str, tuple[torch.Tensor, torch.Tensor]]
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-def _load_idx(name: str) -> Callable[["ImageDataModule"], Splits]:
+def _load_idx(name: str) -> Callable[[ImageDataModule], Splits]:
     def load(dm: ImageDataModule) -> Splits:
         roots = [Path(dm.root)] if dm.root else []
         if name == "fashion_mnist":
@@ -50,7 +50,7 @@ def _load_digits(dm: ImageDataModule) -> Splits:
     return digits.load_splits(dm.image_size)
 
 
-DATASETS: dict[str, Callable[["ImageDataModule"], Splits]] = {
+DATASETS: dict[str, Callable[[ImageDataModule], Splits]] = {
     "digits": _load_digits,
     "mnist": _load_idx("mnist"),
     "fashion_mnist": _load_idx("fashion_mnist"),
@@ -75,7 +75,9 @@ class ImageDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if name not in DATASETS:
-            raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
+            raise ValueError(
+                f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}"
+            )
         self.name, self.root = name, root
         self.image_size, self.channels = image_size, channels
         self.value_range = (float(value_range[0]), float(value_range[1]))
@@ -91,10 +93,17 @@ class ImageDataModule(L.LightningDataModule):
         if "val" not in splits:
             images, labels = splits["train"]
             if not 0 < self.val_size < len(images):
-                raise ValueError(f"{self.name}: val_size={self.val_size} must be in 1..{len(images) - 1}")
-            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
+                raise ValueError(
+                    f"{self.name}: val_size={self.val_size} must be in 1..{len(images) - 1}"
+                )
+            order = torch.randperm(
+                len(images), generator=torch.Generator().manual_seed(self.split_seed)
+            )
             val, train = order[: self.val_size], order[self.val_size :]
-            splits["train"], splits["val"] = (images[train], labels[train]), (images[val], labels[val])
+            splits["train"], splits["val"] = (
+                (images[train], labels[train]),
+                (images[val], labels[val]),
+            )
         for split, (images, _) in splits.items():
             if images.shape[1:] != (self.channels, self.image_size, self.image_size):
                 splits[split] = (self._resize(images), splits[split][1])
@@ -106,7 +115,9 @@ class ImageDataModule(L.LightningDataModule):
                 f"{self.name}: images have {images.shape[1]} channels but the config says "
                 f"dataset.channels={self.channels}"
             )
-        resized = F.interpolate(images.float(), size=(self.image_size,) * 2, mode="bilinear", antialias=True)
+        resized = F.interpolate(
+            images.float(), size=(self.image_size,) * 2, mode="bilinear", antialias=True
+        )
         return resized.round().clamp(0, 255).to(torch.uint8)
 
     def _loader(self, split: str, shuffle: bool) -> InMemoryBatches:
@@ -115,8 +126,15 @@ class ImageDataModule(L.LightningDataModule):
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         batch_size = self.batch_size if shuffle else self.eval_batch_size
         return InMemoryBatches(
-            images, labels, batch_size, shuffle=shuffle, seed=self.shuffle_seed, drop_last=shuffle,
-            rank=rank, world_size=world, epoch_fn=lambda: trainer.current_epoch if trainer else 0,
+            images,
+            labels,
+            batch_size,
+            shuffle=shuffle,
+            seed=self.shuffle_seed,
+            drop_last=shuffle,
+            rank=rank,
+            world_size=world,
+            epoch_fn=lambda: trainer.current_epoch if trainer else 0,
         )
 
     def train_dataloader(self) -> InMemoryBatches:

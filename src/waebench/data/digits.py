@@ -17,7 +17,9 @@ TEST_FRACTION = 0.2
 def load_splits(image_size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    images = F.interpolate(
+        images, size=(image_size, image_size), mode="bilinear", align_corners=False
+    )
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
     labels = torch.tensor(digits.target, dtype=torch.int64)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))

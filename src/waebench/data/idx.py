@@ -60,7 +60,11 @@ def _candidate_folders(name: str, root: Path) -> list[Path]:
 
 def locate(name: str, roots: list[Path]) -> Path:
     """The first folder among `roots` that holds all four IDX files of `name`."""
-    stems = [f"{p}-{kind}" for p in SPLIT_PREFIX.values() for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+    stems = [
+        f"{p}-{kind}"
+        for p in SPLIT_PREFIX.values()
+        for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+    ]
     for root in roots:
         for folder in _candidate_folders(name, root):
             if all(_find(folder, stem) for stem in stems):
@@ -80,5 +84,7 @@ def load_idx_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor
     images = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"))
     labels = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte"))
     if images.ndim != 3 or labels.shape != (images.shape[0],):
-        raise ValueError(f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match")
+        raise ValueError(
+            f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match"
+        )
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))

@@ -31,7 +31,12 @@ class InMemoryBatches:
         epoch_fn: Callable[[], int] | None = None,
     ) -> None:
         self.images, self.labels = images, labels
-        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.batch_size, self.shuffle, self.seed, self.drop_last = (
+            batch_size,
+            shuffle,
+            seed,
+            drop_last,
+        )
         self.rank, self.world_size = rank, world_size
         self.epoch_fn = epoch_fn or (lambda: 0)
         self._position = (0, 0)  # (epoch, batches handed out in it)
