@@ -378,12 +378,15 @@ def test_per_sample_w2_config_rejects_a_deterministic_encoder(tmp_path):
     "apt-get install dataset-fashion-mnist",
 )
 def test_each_ot_regularizer_brings_fashion_mnist_codes_closer_to_the_prior(train_config):
-    """Short runs on the real Fashion-MNIST: test codes of every OT regularizer are closer to
-    N(0, I) than the plain AE's, by the common latent MMD (paper kernel, unbiased)."""
+    """Short runs on the real Fashion-MNIST: the test codes of every OT regularizer are closer to
+    N(0, I) than the plain AE's, by the common latent MMD (paper kernel, unbiased). For the
+    Gaussian encoder the codes are z ~ Q(z|x): their law, the aggregate posterior, is what the
+    penalty matches to the prior (the means alone have a smaller spread)."""
     dm = ImageDataModule("fashion_mnist", 28, 1)
     dm.setup()
     images = dm.to_float(dm.splits["test"][0][:1000])
     prior_samples = GaussianPrior(8).sample(1000, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(1000, 8, generator=torch.Generator().manual_seed(1))
     latent_mmd = {}
     for regularizer in ["none", *OT_REGULARIZERS]:
         cfg = train_config(
@@ -398,7 +401,14 @@ def test_each_ot_regularizer_brings_fashion_mnist_codes_closer_to_the_prior(trai
             run=regularizer,
         )
         train(cfg)
-        codes = load_model(cfg.paths.output_dir).encode(images)
-        latent_mmd[regularizer] = mmd(codes, prior_samples, base=2 * 8 * 1.0).item()
+        model = load_model(cfg.paths.output_dir)
+        with torch.no_grad():
+            codes = model.codes(images)
+        z = (
+            codes.mean
+            if codes.log_var is None
+            else codes.mean + (0.5 * codes.log_var).exp() * noise
+        )
+        latent_mmd[regularizer] = mmd(z, prior_samples, base=2 * 8 * 1.0).item()
     for regularizer in OT_REGULARIZERS:
         assert latent_mmd[regularizer] < 0.5 * latent_mmd["none"], latent_mmd
