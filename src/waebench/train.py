@@ -15,6 +15,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from waebench.evaluation import evaluate_into_metrics
 from waebench.io import write_json_atomic
 from waebench.launch.job import is_multirun, run_sweep_job
 from waebench.model import DivergenceError
@@ -117,6 +118,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
         if trainer.is_global_zero:
             write_json_atomic(output_dir / "metrics.json", metrics)
+            if metrics["status"] == "completed" and cfg.get("eval", {}).get("enabled", False):
+                evaluate_into_metrics(model, datamodule, cfg.eval, metrics, loggers)
         for logger in loggers:
             logger.finalize(metrics["status"])
         if "wandb" in cfg.get("logger", {}):

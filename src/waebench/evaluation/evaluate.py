@@ -1,0 +1,297 @@
+"""Evaluate a trained model: FID of prior samples, GMM samples and test
+reconstructions in each feature space, test reconstruction error, latent MMD,
+KL (VAEs), and the figures. Settings are the `eval` config group
+(conf/eval/default.yaml); results are the flat `eval` dict of metrics.json:
+
+    {"fid/samples/prior": {"value": 41.2, "extractor": "inception-v3-compat",
+                           "num_fake": 10000, "num_real": 10000,
+                           "real": "fashion_mnist:test", "seed": 0}, ...}
+
+Keys are metric names; a metric in a feature space other than Inception's gets
+`@<extractor>` appended (e.g. `fid/samples/prior@classifier-mnist`).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from waebench.evaluation import classifier, figures
+from waebench.evaluation.fid import (
+    INCEPTION,
+    FeatureSpace,
+    RealImages,
+    fidelity_metrics,
+    inception_weights_path,
+    require_inception_weights,
+    to_uint8,
+)
+from waebench.evaluation.metrics import latent_mmd, mean_kl, reconstruction_errors
+from waebench.io import write_json_atomic
+from waebench.regularizers.mmd import PAPER_SCALES
+from waebench.samplers import GMMSampler, PriorSampler
+
+log = logging.getLogger(__name__)
+
+SWITCH_VALUES = (True, False, "auto")
+
+
+def switch(settings, name: str) -> bool | str:
+    value = settings[name]["enabled"]
+    if value not in SWITCH_VALUES:
+        raise ValueError(f"eval.{name}.enabled={value!r}; valid values: true, false, auto")
+    return value
+
+
+def feature_spaces(settings, datamodule, notes: list[str]) -> list[tuple[FeatureSpace, Any]]:
+    """The feature spaces to compute FID in, each with its settings section."""
+    spaces = []
+    inception = switch(settings, "inception")
+    if inception is True:
+        weights = require_inception_weights(settings.inception_weights)
+        spaces.append((FeatureSpace(INCEPTION, str(weights)), settings.inception))
+    elif inception == "auto":
+        weights = inception_weights_path(settings.inception_weights)
+        if weights is None:
+            notes.append(
+                "Inception FID skipped: no weights found (eval.inception.enabled=auto). Provide "
+                "them with WAEBENCH_INCEPTION_WEIGHTS=/path/to/weights.pth or "
+                "eval.inception_weights=..., or let torch-fidelity download them with "
+                "eval.inception.enabled=true (see docs/evaluation.md)."
+            )
+        else:
+            spaces.append((FeatureSpace(INCEPTION, str(weights)), settings.inception))
+    use_classifier = switch(settings, "classifier")
+    labelled = datamodule.name in classifier.LABELLED_DATASETS
+    if use_classifier is True or (use_classifier == "auto" and labelled):
+        weights, meta = classifier.classifier_weights(
+            datamodule, settings.cache_dir, settings.classifier.train_steps, settings.seed
+        )
+        name = classifier.extractor_name(datamodule.name)
+        notes.append(f"{name}: test accuracy {meta['test_accuracy']:.4f} ({weights})")
+        spaces.append(
+            (FeatureSpace(name, str(weights), cache_tag=weights.stem), settings.classifier)
+        )
+    if not spaces:
+        notes.append("FID skipped: no feature space enabled (eval.inception, eval.classifier)")
+    return spaces
+
+
+@torch.no_grad()
+def decode_codes(model, codes: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([model.decode(z.to(model.device)).cpu() for z in codes.split(batch_size)])
+
+
+@torch.no_grad()
+def encode_images(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([model.encode(b.to(model.device)).cpu() for b in x.split(batch_size)])
+
+
+def generated_images(model, datamodule, settings, count: int) -> dict[str, torch.Tensor]:
+    """uint8 images per FID input: `samples/prior`, `samples/gmm`, `reconstructions`."""
+    uint8 = partial(to_uint8, value_range=datamodule.value_range)
+    batch, seed, images = settings.batch_size, settings.seed, {}
+    if settings.fid.prior:
+        codes = PriorSampler(model.prior).sample(count, seed)
+        images["samples/prior"] = uint8(decode_codes(model, codes, batch))
+    if settings.fid.gmm:
+        train = datamodule.to_float(datamodule.splits["train"][0])
+        sampler = GMMSampler(encode_images(model, train, batch), settings.gmm_components, seed)
+        images["samples/gmm"] = uint8(decode_codes(model, sampler.sample(count, seed), batch))
+    if settings.fid.reconstructions:
+        test = datamodule.to_float(datamodule.splits[settings.split][0][:count])
+        images["reconstructions"] = uint8(
+            decode_codes(model, encode_images(model, test, batch), batch)
+        )
+    return images
+
+
+def fidelity_entries(source: str, fake, real: RealImages, space: FeatureSpace, settings, cuda):
+    """The `eval` entries of one image set in one feature space: fid/<source>, and
+    kid/<source>, prc/<source>/{precision,recall} when on."""
+    out = fidelity_metrics(
+        fake, real, space, settings.cache_dir, kid=settings.kid, prc=settings.prc,
+        batch_size=settings.batch_size, cuda=cuda, seed=settings.seed,
+    )  # fmt: skip
+    suffix = "" if space.extractor == INCEPTION else f"@{space.extractor}"
+    common = {
+        "extractor": space.extractor,
+        "num_fake": len(fake),
+        "num_real": len(real.images),
+        "real": real.name,
+        "seed": settings.seed,
+    }
+    entries = {f"fid/{source}{suffix}": {"value": out["frechet_inception_distance"], **common}}
+    if settings.kid:
+        entries[f"kid/{source}{suffix}"] = {
+            "value": out["kernel_inception_distance_mean"],
+            "std": out["kernel_inception_distance_std"],
+            **common,
+        }
+    if settings.prc:
+        for name in ("precision", "recall"):
+            entries[f"prc/{source}/{name}{suffix}"] = {"value": out[name], **common}
+    return entries
+
+
+def fid_results(model, datamodule, settings, notes: list[str]) -> dict[str, dict]:
+    spaces = feature_spaces(settings, datamodule, notes)
+    if not spaces:
+        return {}
+    real_images = datamodule.splits[settings.split][0]
+    real_name = f"{datamodule.name}:{settings.split}"
+    count = max(section.num_samples for _, section in spaces)
+    fakes = generated_images(model, datamodule, settings, count)
+    cuda = model.device.type == "cuda"
+    results = {}
+    for space, section in spaces:
+        real = RealImages(real_name, real_images[: section.num_real or len(real_images)])
+        for source, fake in fakes.items():
+            fake = fake[: section.num_samples]
+            log.info("FID %s: %d images, %s features", source, len(fake), space.extractor)
+            results.update(fidelity_entries(source, fake, real, space, settings, cuda))
+    return results
+
+
+def test_results(model, datamodule, settings) -> dict[str, dict]:
+    """rec/test, mse/test, latent_mmd/test and (Gaussian encoders) kl/test."""
+    images = datamodule.splits[settings.split][0]
+    x = datamodule.to_float(images)
+    split = f"{datamodule.name}:{settings.split}"
+    errors = reconstruction_errors(model, x, settings.batch_size)
+    common = {"num_images": len(x), "real": split}
+    results = {
+        "rec/test": {"value": errors["rec"], "cost": model.reconstruction.name, **common},
+        "mse/test": {"value": errors["mse"], **common},
+    }
+    codes = encode_images(model, x[: settings.latent_mmd_codes], settings.batch_size)
+    results["latent_mmd/test"] = {
+        "value": latent_mmd(codes, model.prior, settings.seed),
+        "num_codes": len(codes),
+        "kernel": "imq",
+        "base": 2.0 * model.prior.latent_dim * model.prior.variance,
+        "scales": list(PAPER_SCALES),
+        "estimator": "unbiased",
+        "real": split,
+        "seed": settings.seed,
+    }
+    if model.regularizer.gaussian_encoder:
+        results["kl/test"] = {"value": mean_kl(model, x, settings.batch_size), **common}
+    return results
+
+
+def write_figures(model, datamodule, settings, run_dir: Path, notes: list[str]) -> list[Path]:
+    """The PNG figures in `run_dir` (see docs/evaluation.md for the list)."""
+    uint8 = partial(to_uint8, value_range=datamodule.value_range)
+    n, seed = settings.figures.n_images, settings.seed
+    images, labels = datamodule.splits[settings.split]
+    x = datamodule.to_float(images)
+    originals = images[:n]
+    recs = uint8(decode_codes(model, encode_images(model, x[:n], n), n))
+    paths = [
+        figures.save_grid(
+            figures.originals_above_reconstructions(originals, recs),
+            run_dir / "test_reconstructions.png",
+        ),
+        figures.save_grid(
+            uint8(decode_codes(model, PriorSampler(model.prior).sample(n, seed), n)),
+            run_dir / "prior_samples.png",
+        ),
+    ]
+    pairs_count, steps = settings.figures.interpolation_pairs, settings.figures.interpolation_steps
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[: 2 * pairs_count]
+    pairs = x[order].view(pairs_count, 2, *x.shape[1:])
+    rows = figures.interpolation_rows(model, pairs, steps, uint8)
+    paths.append(figures.save_grid(rows, run_dir / "interpolations.png", nrow=steps))
+    codes = encode_images(model, x[: settings.figures.scatter_points], settings.batch_size)
+    prior = PriorSampler(model.prior).sample(len(codes), seed + 1)
+    used = labels[: len(codes)]
+    paths.append(
+        figures.latent_scatter(codes, used, prior, run_dir / "latent_pca.png", "pca", seed)
+    )
+    if settings.figures.tsne:
+        paths.append(
+            figures.latent_scatter(codes, used, prior, run_dir / "latent_tsne.png", "tsne", seed)
+        )
+    metrics_csv = run_dir / "csv" / "metrics.csv"
+    if metrics_csv.is_file():
+        paths.append(figures.training_curves(metrics_csv, run_dir / "training_curves.png"))
+    else:
+        notes.append(f"training_curves.png skipped: no {metrics_csv}")
+    return paths
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"eval.device={name!r}; valid values: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def evaluate(model, datamodule, settings, run_dir: str | Path, loggers=()) -> tuple[dict, list]:
+    """All metrics (the `eval` dict) and notes on what was skipped; figures go to `run_dir`
+    and, with their values, to the loggers that take images (wandb)."""
+    run_dir = Path(run_dir)
+    model = model.to(resolve_device(settings.device)).eval()
+    datamodule.setup()
+    if settings.split not in datamodule.splits:
+        raise ValueError(f"eval.split={settings.split!r}; valid: {', '.join(datamodule.splits)}")
+    notes: list[str] = []
+    results = fid_results(model, datamodule, settings, notes)
+    results.update(test_results(model, datamodule, settings))
+    paths = (
+        write_figures(model, datamodule, settings, run_dir, notes)
+        if settings.figures.enabled
+        else []
+    )
+    for logger in loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_metrics({f"eval/{key}": entry["value"] for key, entry in results.items()})
+            for path in paths:
+                logger.log_image(key=f"eval/{path.stem}", images=[str(path)])
+    for note in notes:
+        log.info("%s", note)
+    return results, notes
+
+
+def evaluate_into_metrics(model, datamodule, settings, metrics: dict, loggers=()) -> dict:
+    """Evaluate and write `metrics.json` in `metrics["run_dir"]` with `eval` (and
+    `eval_notes`) added. A failure is recorded as `eval_error`, with the command
+    that re-runs the evaluation alone; the training results stay as they were."""
+    run_dir = Path(metrics["run_dir"])
+    for key in ("eval", "eval_notes", "eval_error"):
+        metrics.pop(key, None)
+    try:
+        metrics["eval"], notes = evaluate(model, datamodule, settings, run_dir, loggers)
+        if notes:
+            metrics["eval_notes"] = notes
+    except Exception as error:
+        metrics["eval_error"] = f"{type(error).__name__}: {error}"
+        log.error(
+            "Evaluation failed: %s\nThe training results and checkpoints in %s are saved. "
+            "Fix the cause, then evaluate alone with: waebench-eval ckpt_path=%s",
+            metrics["eval_error"], run_dir, run_dir,
+        )  # fmt: skip
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def score_images(images: torch.Tensor, datamodule, settings) -> tuple[dict, list]:
+    """FID (`fid/images`, plus KID / precision-recall when on) of uint8 `images` made
+    elsewhere against the real split, in each enabled feature space."""
+    datamodule.setup()
+    notes: list[str] = []
+    real_images = datamodule.splits[settings.split][0]
+    real_name = f"{datamodule.name}:{settings.split}"
+    cuda = resolve_device(settings.device).type == "cuda"
+    results = {}
+    for space, section in feature_spaces(settings, datamodule, notes):
+        real = RealImages(real_name, real_images[: section.num_real or len(real_images)])
+        fake = images[: section.num_samples]
+        results.update(fidelity_entries("images", fake, real, space, settings, cuda))
+    return results, notes
