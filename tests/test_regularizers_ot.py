@@ -340,26 +340,34 @@ def test_mmd_options_are_checked():
 # ----- training through the configs -----
 
 
-@pytest.mark.parametrize(
-    "regularizer, dataset",
-    [(r, "digits") for r in OT_REGULARIZERS]
-    + [("sinkhorn", "fashion_mnist"), ("w2_gaussian", "celeba"), ("mmd_rbf", "mnist")],
-)
-def test_regularizers_train_through_the_configs(train_config, small_datasets, regularizer, dataset):
+GAUSSIAN = "regularizer.gaussian_encoder=true"
+TRAINING_CASES = {
+    **{f"{r}-digits": ([f"regularizer={r}"], "digits") for r in OT_REGULARIZERS},
+    **{f"{r}-gaussian-digits": ([f"regularizer={r}", GAUSSIAN], "digits") for r in OT_REGULARIZERS},
+    "sliced-mnist": (["regularizer=sliced"], "mnist"),
+    "sinkhorn-fashion_mnist": (["regularizer=sinkhorn"], "fashion_mnist"),
+    "w2_gaussian-celeba": (["regularizer=w2_gaussian"], "celeba"),
+    "w2_gaussian_per_sample-celeba": (["regularizer=w2_gaussian_per_sample"], "celeba"),
+    "mmd_rbf_biased-mnist": (
+        ["regularizer=mmd", "regularizer.kernel=rbf", "regularizer.unbiased=false"],
+        "mnist",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TRAINING_CASES))
+def test_regularizers_train_through_the_configs(train_config, small_datasets, case):
+    overrides, dataset = TRAINING_CASES[case]
     extra = {"mnist": ["dataset.val_size=20"], "fashion_mnist": ["dataset.val_size=20"]}
-    chosen = (
-        ["regularizer=mmd", "regularizer.kernel=rbf", "regularizer.unbiased=false"]
-        if regularizer == "mmd_rbf"
-        else [f"regularizer={regularizer}"]
-    )
     cfg = train_config(
-        *chosen, f"dataset={dataset}", *extra.get(dataset, []), data_dir=small_datasets
+        *overrides, f"dataset={dataset}", *extra.get(dataset, []), data_dir=small_datasets
     )
     metrics = train(cfg)
     assert metrics["status"] == "completed" and metrics["global_step"] == 3
     assert all(math.isfinite(metrics["test"][k]) for k in ("loss", "rec", "penalty"))
     model = load_model(cfg.paths.output_dir)
-    assert model.regularizer.gaussian_encoder == (regularizer == "w2_gaussian_per_sample")
+    gaussian = GAUSSIAN in overrides or "w2_gaussian_per_sample" in case
+    assert model.regularizer.gaussian_encoder == gaussian
 
 
 def test_per_sample_w2_config_rejects_a_deterministic_encoder(tmp_path):
