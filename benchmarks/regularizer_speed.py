@@ -55,11 +55,14 @@ def proc_status_kib(field: str) -> int:
     raise KeyError(field)
 
 
+LIBC = ctypes.CDLL("libc.so.6")
+
+
 def return_freed_memory_to_the_system() -> None:
     """glibc mallopt(M_MMAP_THRESHOLD, 64 KiB): a fixed threshold also turns off glibc's
     dynamic threshold, which would otherwise move large freed blocks into the heap."""
     m_mmap_threshold = -3
-    ctypes.CDLL("libc.so.6").mallopt(m_mmap_threshold, 64 * 1024)
+    LIBC.mallopt(m_mmap_threshold, 64 * 1024)
 
 
 class PeakMemory:
@@ -74,6 +77,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.start = torch.cuda.memory_allocated()
         else:
+            LIBC.malloc_trim(0)  # give back the free heap left by earlier runs
             Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
             self.start = proc_status_kib("VmRSS") * 1024
         return self

@@ -77,7 +77,7 @@ def kernel_sum(
     for start in range(0, len(x), block_size):
         args = (x[start : start + block_size], y, start, kernel, base, scales, skip_diagonal)
         part = (
-            checkpoint(_block_kernel_sum, *args, use_reentrant=False)
+            checkpoint(_block_kernel_sum, *args, use_reentrant=False, preserve_rng_state=False)
             if keep_graph
             else _block_kernel_sum(*args)
         )
