@@ -4,6 +4,7 @@ sample grid (`samples.png` of the model's first completed run) per model, side b
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -50,8 +51,9 @@ def write_figure(table: Table, path: Path) -> Path:
         means = [r.cells[column].mean for r in rows]
         stds = [0.0 if math.isnan(r.cells[column].std) else r.cells[column].std for r in rows]
         chart.bar(range(len(rows)), means, yerr=stds, capsize=4, color="tab:blue")
-        chart.set_xticks(range(len(rows)), [r.label for r in rows], rotation=15, fontsize=7)
-        chart.set_ylabel(column.title, fontsize=7)
+        chart.set_xticks(range(len(rows)), [r.label for r in rows], fontsize=7)
+        chart.set_ylabel(column.title.split(" [")[0])
+        chart.set_xlabel(textwrap.fill(column.title, 110), fontsize=7)
     else:
         chart.text(0.5, 0.5, "no completed run", ha="center", va="center")
     chart.set_title(f"{table.dataset}: mean ± std over seeds")

@@ -41,10 +41,10 @@ NOT_MODEL_KEYS = (
     "trainer.deterministic",
 )
 FID_SETTINGS = ("extractor", "num_fake", "num_real", "real")
-# Non-FID columns, in table order: (key in metrics.json's `eval`, or `test.<term>`), title.
+# Non-FID columns, in table order: (name in metrics.json's `eval`, title).
 OTHER_COLUMNS = (
     ("mse/test", "reconstruction MSE/pixel"),
-    ("test.rec", "test reconstruction cost"),
+    ("rec/test", "test reconstruction cost"),
     ("latent_mmd/test", "latent MMD"),
 )
 FID_TITLES = {
@@ -117,9 +117,12 @@ class Table:
 
 
 def run_entries(run: Run) -> dict[Column, float]:
-    """The numbers one completed run contributes: its `eval` entries and test losses."""
+    """The numbers one completed run contributes: its `eval` entries (FID names may carry an
+    `@<extractor>` suffix; the extractor is in the settings anyway), and its test cost when
+    the evaluation did not record `rec/test`."""
     entries: dict[Column, float] = {}
-    for metric, entry in (run.metrics or {}).get("eval", {}).items():
+    for name, entry in (run.metrics or {}).get("eval", {}).items():
+        metric = name.split("@")[0]
         if not isinstance(entry, dict) or "value" not in entry:
             continue
         if metric.startswith(("fid/", "kid/")):
@@ -128,8 +131,8 @@ def run_entries(run: Run) -> dict[Column, float]:
         elif metric in dict(OTHER_COLUMNS):
             entries[Column(metric)] = float(entry["value"])
     test = (run.metrics or {}).get("test", {})
-    if "rec" in test:
-        entries[Column("test.rec")] = float(test["rec"])
+    if Column("rec/test") not in entries and "rec" in test:
+        entries[Column("rec/test")] = float(test["rec"])
     return entries
 
 
