@@ -420,3 +420,26 @@ def test_each_ot_regularizer_brings_fashion_mnist_codes_closer_to_the_prior(trai
         latent_mmd[regularizer] = mmd(z, prior_samples, base=2 * 8 * 1.0).item()
     for regularizer in OT_REGULARIZERS:
         assert latent_mmd[regularizer] < 0.5 * latent_mmd["none"], latent_mmd
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_estimators_give_the_same_values_and_gradients_on_cuda():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 8, generator=g, dtype=torch.float64) * 1.3 + 0.2
+    y = torch.randn(300, 8, generator=g, dtype=torch.float64)
+    directions = random_directions(8, 20, dtype=torch.float64, generator=g)
+    estimators = {
+        "w2_gaussian": lambda x, y, dirs: w2_squared_batch_to_isotropic(x, 2.0),
+        "sliced": sliced_wasserstein_squared,
+        "sinkhorn": lambda x, y, dirs: sinkhorn_divergence(x, y, blur=0.1),
+        "mmd": lambda x, y, dirs: mmd(x, y, base=16.0, block_size=64),
+    }
+    for name, estimator in estimators.items():
+        results = []
+        for device in ("cpu", "cuda"):
+            x_dev = x.to(device).requires_grad_()
+            value = estimator(x_dev, y.to(device), directions.to(device))
+            (grad,) = torch.autograd.grad(value, x_dev)
+            results.append((value.cpu(), grad.cpu()))
+        torch.testing.assert_close(results[1], results[0], msg=name)
