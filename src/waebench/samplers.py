@@ -32,7 +32,7 @@ class GMMSampler:
         if len(codes) < n_components:
             raise ValueError(
                 f"a {n_components}-component GMM needs at least {n_components} codes, "
-                f"got {len(codes)} (lower eval.gmm.components)"
+                f"got {len(codes)} (lower eval.gmm_components)"
             )
         self.mixture = GaussianMixture(n_components, covariance_type="full", random_state=seed)
         self.mixture.fit(codes.double().cpu().numpy())

@@ -1,0 +1,262 @@
+"""Evaluation of trained models: metrics and their settings, figures and their sizes,
+the evaluation at the end of training (and its failure), `waebench-eval`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import CONFIG_DIR, REPO, TINY, compose_train_config, write_celeba_layout
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import OmegaConf, open_dict
+from PIL import Image
+
+from waebench.eval import evaluate_checkpoint
+from waebench.evaluation import evaluate
+from waebench.evaluation.images import load_images
+from waebench.regularizers.mmd import PAPER_SCALES
+from waebench.samplers import GMMSampler, PriorSampler
+from waebench.train import build_model, train
+
+# Classifier FID on few images, no Inception: seconds on a CPU.
+QUICK_EVAL = [
+    "eval=quick",
+    "eval.inception.enabled=false",
+    "eval.classifier.num_samples=200",
+    "eval.classifier.train_steps=40",
+    "eval.latent_mmd_codes=300",
+    "eval.figures.scatter_points=300",
+]
+FID_SETTINGS = {"value", "extractor", "num_fake", "num_real", "real", "seed"}
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def config(tmp_path: Path, cache_dir: Path, *overrides: str, run: str = "run"):
+    return compose_train_config(
+        tmp_path / run, [*TINY, *QUICK_EVAL, f"eval.cache_dir={cache_dir}", *overrides]
+    )
+
+
+def imq_mmd_reference(x: np.ndarray, y: np.ndarray, base: float) -> float:
+    """Unbiased MMD^2 with sum_s C s / (C s + ||a - b||^2), in NumPy."""
+
+    def k(a, b):
+        d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+        return sum(base * s / (base * s + d2) for s in PAPER_SCALES)
+
+    n, m = len(x), len(y)
+    kxx, kyy = k(x, x), k(y, y)
+    within_x = (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
+    within_y = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+    return float(within_x + within_y - 2 * k(x, y).mean())
+
+
+def test_evaluate_reports_every_metric_with_its_settings(tmp_path, cache_dir):
+    cfg = config(tmp_path, cache_dir, "eval.fid.gmm=true", "eval.kid=true", "eval.prc=true")
+    model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
+    results, notes = evaluate(model, datamodule, cfg.eval, tmp_path)
+
+    space = "@classifier-digits"
+    for source, num_fake in (
+        ("samples/prior", 200),
+        ("samples/gmm", 200),
+        ("reconstructions", 200),
+    ):
+        entry = results[f"fid/{source}{space}"]
+        assert set(entry) == FID_SETTINGS and np.isfinite(entry["value"]) and entry["value"] > 0
+        assert entry["extractor"] == "classifier-digits" and entry["real"] == "digits:test"
+        assert entry["num_fake"] == num_fake and entry["num_real"] == 359
+        assert {"std"} | FID_SETTINGS == set(results[f"kid/{source}{space}"])
+        for name in ("precision", "recall"):
+            assert 0 <= results[f"prc/{source}/{name}{space}"]["value"] <= 1
+    assert "kl/test" not in results  # a deterministic encoder
+    assert any("Inception" not in n and "test accuracy" in n for n in notes)
+
+    x = datamodule.to_float(datamodule.splits["test"][0])
+    with torch.no_grad():
+        codes = model.encode(x)
+        mse = (model.reconstruct(x) - x).pow(2).mean().item()
+    assert results["mse/test"]["value"] == pytest.approx(mse, rel=1e-5)
+    assert results["rec/test"]["value"] == pytest.approx(
+        0.05 * (model.reconstruct(x) - x).pow(2).flatten(1).sum(1).mean().item(), rel=1e-5
+    )
+    mmd = results["latent_mmd/test"]
+    assert mmd["num_codes"] == 300 and mmd["base"] == 2 * 8 * 1.0
+    prior = PriorSampler(model.prior).sample(300, seed=0).double().numpy()
+    expected = imq_mmd_reference(codes[:300].double().numpy(), prior, base=16.0)
+    assert mmd["value"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_vae_evaluation_reports_the_kl_term(tmp_path, cache_dir):
+    cfg = config(tmp_path, cache_dir, "regularizer=kl", "eval.classifier.enabled=false")
+    model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
+    results, notes = evaluate(model, datamodule, cfg.eval, tmp_path)
+    assert not [k for k in results if k.startswith("fid/")]
+    assert any("FID skipped" in note for note in notes)
+    x = datamodule.to_float(datamodule.splits["test"][0])
+    with torch.no_grad():
+        mean, log_var = model.encoder(x).chunk(2, dim=1)
+    # KL(N(m, s^2) || N(0, 1)) = 1/2 sum(s^2 + m^2 - 1 - log s^2), averaged over images.
+    kl = 0.5 * (log_var.exp() + mean**2 - 1 - log_var).sum(1).mean().item()
+    assert results["kl/test"]["value"] == pytest.approx(kl, rel=1e-5)
+
+
+def test_gmm_sampler_fits_the_codes():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[-5.0, 0.0], [5.0, 0.0]])
+    codes = centres[torch.randint(2, (2000,), generator=generator)]
+    codes = codes + 0.1 * torch.randn(2000, 2, generator=generator)
+    samples = GMMSampler(codes, n_components=2, seed=0).sample(1000, seed=1)
+    assert samples.shape == (1000, 2)
+    assert ((samples[:, 0].abs() - 5).abs() < 1).float().mean() > 0.99
+    assert 0.4 < (samples[:, 0] > 0).float().mean() < 0.6  # both modes, shuffled
+    assert (samples[:500, 0] > 0).float().mean() > 0.3
+    with pytest.raises(ValueError, match="eval.gmm_components"):
+        GMMSampler(codes[:5], n_components=10)
+
+
+def grid_size(rows: int, cols: int, image_size: int) -> tuple[int, int]:
+    """(width, height) of a torchvision grid with 2-pixel padding."""
+    return cols * (image_size + 2) + 2, rows * (image_size + 2) + 2
+
+
+@pytest.mark.parametrize("dataset, image_size", [("digits", 28), ("celeba", 64)])
+def test_figures_have_the_expected_sizes(tmp_path, cache_dir, dataset, image_size):
+    data_dir = tmp_path / "data"
+    write_celeba_layout(data_dir / "celeba", counts=(24, 8, 16))
+    cfg = compose_train_config(
+        tmp_path / "run",
+        [*TINY, *QUICK_EVAL, f"dataset={dataset}", "eval.classifier.enabled=false"],
+        data_dir=data_dir,
+    )
+    model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    evaluate(model, datamodule, cfg.eval, run_dir)
+    n_test = 16 if dataset == "celeba" else 359
+    expected = {
+        "test_reconstructions.png": grid_size(2 * min(64, n_test) // 8, 8, image_size),
+        "prior_samples.png": grid_size(8, 8, image_size),
+        "interpolations.png": grid_size(2 * 8, 10, image_size),
+        "latent_pca.png": (600, 600),
+    }
+    for name, size in expected.items():
+        assert Image.open(run_dir / name).size == size, name
+    assert Image.open(run_dir / "prior_samples.png").mode == "RGB"
+
+
+def compose_eval_config(output_dir: Path, overrides: list[str]):
+    """The `eval` config as `waebench-eval <overrides>` would see it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("eval", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.runtime.cwd = str(output_dir.parent)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg
+
+
+@pytest.mark.slow
+def test_training_survives_a_failed_evaluation_and_waebench_eval_completes_it(tmp_path, cache_dir):
+    missing = tmp_path / "missing-weights.pth"
+    cfg = config(
+        tmp_path,
+        cache_dir,
+        "++eval.enabled=true",
+        "eval.inception.enabled=true",
+        f"eval.inception_weights={missing}",
+    )
+    metrics = train(cfg)
+    run_dir = tmp_path / "run"
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved == metrics
+    assert saved["status"] == "completed" and "rec" in saved["test"]
+    assert "no such file" in saved["eval_error"] and "eval" not in saved
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+    eval_cfg = compose_eval_config(
+        tmp_path / "eval-run",
+        [f"ckpt_path={run_dir}", *QUICK_EVAL, f"eval.cache_dir={cache_dir}"],
+    )
+    evaluate_checkpoint(eval_cfg)
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert "eval_error" not in after
+    assert after["test"] == saved["test"] and after["checkpoints"] == saved["checkpoints"]
+    assert after["eval"]["fid/samples/prior@classifier-digits"]["num_fake"] == 200
+    assert after["eval"]["rec/test"]["value"] == pytest.approx(saved["test"]["rec"], rel=1e-4)
+    for name in ("test_reconstructions", "prior_samples", "interpolations"):
+        assert (run_dir / f"{name}.png").is_file()
+    # One panel per loss term (loss, penalty, rec) from the CSV log.
+    assert Image.open(run_dir / "training_curves.png").size == (3 * 400, 350)
+
+
+def test_images_load_from_npz_and_folders_in_any_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    nchw = rng.integers(0, 256, (4, 3, 10, 12), dtype=np.uint8)
+    np.savez(tmp_path / "nhwc.npz", nchw.transpose(0, 2, 3, 1))
+    np.savez(tmp_path / "nchw.npz", images=nchw)
+    np.savez(tmp_path / "gray.npz", nchw[:, 0])
+    assert torch.equal(load_images(tmp_path / "nhwc.npz"), torch.from_numpy(nchw))
+    assert torch.equal(load_images(tmp_path / "nchw.npz"), torch.from_numpy(nchw))
+    assert load_images(tmp_path / "gray.npz").shape == (4, 1, 10, 12)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, image in enumerate(nchw):
+        Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"{i:03d}.png")
+    assert torch.equal(load_images(folder), torch.from_numpy(nchw))
+    np.savez(tmp_path / "float.npz", nchw / 255.0)
+    with pytest.raises(ValueError, match="uint8"):
+        load_images(tmp_path / "float.npz")
+
+
+@pytest.mark.slow
+def test_waebench_eval_scores_images_against_a_split(tmp_path, cache_dir):
+    """The console script on the digits test set saved as .npz: FID against itself ~ 0."""
+    cfg = config(tmp_path, cache_dir)
+    datamodule = instantiate(cfg.dataset)
+    datamodule.setup()
+    test_images = datamodule.splits["test"][0].numpy()
+    np.savez(tmp_path / "test.npz", test_images.transpose(0, 2, 3, 1))
+    command = [
+        sys.executable,
+        "-m",
+        "waebench.eval",
+        f"images={tmp_path / 'test.npz'}",
+        "real=digits:test",
+        *QUICK_EVAL,
+        "eval.classifier.num_samples=1000",
+        f"eval.cache_dir={cache_dir}",
+        f"paths.log_dir={tmp_path / 'outputs'}",
+        f"hydra.run.dir={tmp_path / 'outputs' / 'eval'}",
+    ]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "outputs" / "eval" / "metrics.json").read_text())
+    entry = metrics["eval"]["fid/images@classifier-digits"]
+    assert entry["num_fake"] == entry["num_real"] == 359 and entry["real"] == "digits:test"
+    assert abs(entry["value"]) < 1e-6
+    assert OmegaConf.load(tmp_path / "outputs" / "eval" / ".hydra" / "config.yaml").real
+
+    neither = subprocess.run(
+        [sys.executable, "-m", "waebench.eval", f"hydra.run.dir={tmp_path / 'neither'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert neither.returncode != 0 and "ckpt_path=" in neither.stderr
