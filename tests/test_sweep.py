@@ -1,0 +1,142 @@
+"""Sweeps: job folders, GPU placement (logic on a simulated device list; for real where GPUs
+exist), parallel jobs with one failing job, and the refusal to reuse another job's folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TINY, compose_train_config
+from omegaconf import OmegaConf
+
+from waebench.launch.gpus import DevicePool, run_on_devices, visible_gpus
+from waebench.launch.job import MAX_DIRNAME, check_same_job, job_dirname
+
+BIN = Path(sys.executable).parent
+
+
+def test_job_folder_names_come_from_the_overrides_alone():
+    name = job_dirname(["seed=1", "model.width=8", "regularizer=mmd", "ckpt_path=auto"])
+    assert name == "regularizer=mmd,seed=1,model.width=8"
+    assert job_dirname(["regularizer=mmd", "model.width=8", "seed=1", "launcher=gpus"]) == name
+    assert job_dirname(["experiment=wae_paper/mnist_ae"]) == "experiment=wae_paper-mnist_ae"
+    long = [f"model.option_{i}={i}" for i in range(30)]
+    other = [*long[:-1], "model.option_29=changed"]
+    assert len(job_dirname(long)) == MAX_DIRNAME
+    assert job_dirname(long) != job_dirname(other)  # same start, different hash
+
+
+def test_a_folder_holding_another_configuration_is_refused(tmp_path):
+    cfg = compose_train_config(tmp_path / "job", ["regularizer=mmd"])
+    (tmp_path / "job").mkdir()
+    OmegaConf.save(cfg, tmp_path / "job" / "config.yaml", resolve=True)
+    check_same_job(tmp_path / "job", cfg)
+    other = compose_train_config(tmp_path / "job", ["regularizer=mmd", "regularizer.weight=3"])
+    with pytest.raises(ValueError, match="regularizer.weight"):
+        check_same_job(tmp_path / "job", other)
+
+
+@pytest.mark.parametrize("jobs_per_device", [1, 2])
+def test_parallel_jobs_each_hold_their_own_device(jobs_per_device):
+    devices = ["0", "1", "2"]
+    pool = DevicePool(devices, jobs_per_device)
+    holders: dict[str, int] = {}
+    lock = threading.Lock()
+    seen = []
+
+    def run(job: int, device: str) -> str:
+        with lock:
+            holders[device] = holders.get(device, 0) + 1
+            seen.append((job, device, holders[device], sum(holders.values())))
+        time.sleep(0.05)
+        with lock:
+            holders[device] -= 1
+        return device
+
+    results = run_on_devices(list(range(12)), pool, run)
+    assert len(results) == 12 and set(results) == set(devices)
+    assert max(per_device for _, _, per_device, _ in seen) == jobs_per_device
+    assert max(in_flight for *_, in_flight in seen) == len(devices) * jobs_per_device
+    first = sorted(seen)[: len(devices)]
+    assert {device for _, device, _, _ in first} == set(devices)  # first jobs spread out
+
+
+def test_visible_gpus_and_a_clear_error_without_any(monkeypatch):
+    assert visible_gpus([0, 2]) == ["0", "2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert visible_gpus() == ["3", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []
+    with pytest.raises(ValueError, match="launcher=local"):
+        DevicePool([])
+
+
+def gpus_sweep(root: Path, *overrides: str) -> subprocess.CompletedProcess:
+    command = [
+        str(BIN / "waebench-train"), "-m", *TINY, "launcher=gpus", *overrides,
+        f"paths.log_dir={root}", f"hydra.sweep.dir={root / 'sweep'}",
+    ]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return subprocess.run(command, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_gpus_launcher_runs_jobs_in_parallel_pinned_and_survives_a_failing_job(tmp_path):
+    """Two simulated GPUs on this CPU machine: both jobs run at once, each in a process that
+    sees only its device; the job with an invalid latent size fails, the other completes,
+    and the sweep and the report say so."""
+    done = gpus_sweep(tmp_path, "hydra.launcher.devices=[0,1]", "model.latent_dim=8,-1")
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 of 2 jobs did not complete" in done.stderr
+    jobs = {}
+    for config in (tmp_path / "sweep").glob("*/config.yaml"):
+        run_dir = config.parent
+        jobs[OmegaConf.load(config).model.latent_dim] = (
+            json.loads((run_dir / "metrics.json").read_text()),
+            json.loads((run_dir / "launcher.json").read_text()),
+        )
+    (good, good_launch), (bad, bad_launch) = jobs[8], jobs[-1]
+    assert good["status"] == "completed"
+    assert bad["status"] == "failed" and "negative dimension" in bad["error"]
+    assert {good_launch["cuda_visible_devices"], bad_launch["cuda_visible_devices"]} == {"0", "1"}
+    for launch in (good_launch, bad_launch):
+        assert launch["seen_by_job"]["cuda_visible_devices"] == launch["cuda_visible_devices"]
+    assert max(j["started"] for _, j in jobs.values()) < min(j["ended"] for _, j in jobs.values())
+
+    subprocess.run([str(BIN / "waebench-report"), str(tmp_path / "sweep")], check=True,
+                   capture_output=True)  # fmt: skip
+    markdown = (tmp_path / "sweep" / "report" / "report.md").read_text()
+    assert "| failed | InstantiationException" in markdown
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_gpus_launcher_on_real_gpus(tmp_path):
+    """Wherever GPUs exist: N jobs on N GPUs, each job sees exactly one GPU, the one it was
+    given (matched by UUID with nvidia-smi), and jobs in flight together see different ones."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible")
+    listing = subprocess.run(["nvidia-smi", "--query-gpu=index,uuid", "--format=csv,noheader"],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    uuids = dict(line.split(", ") for line in listing.strip().splitlines())
+    seeds = ",".join(str(s) for s in range(max(2, len(uuids))))
+    done = gpus_sweep(tmp_path, "trainer.accelerator=gpu", f"seed={seeds}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    launches = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/launcher.json")]
+    for launch in launches:
+        seen = launch["seen_by_job"]
+        print(f"job on CUDA_VISIBLE_DEVICES={launch['cuda_visible_devices']} saw {seen}")
+        assert seen["cuda_device_count"] == 1
+        assert seen["uuid"].removeprefix("GPU-") in uuids[launch["cuda_visible_devices"]]
+    for a in launches:
+        for b in launches:
+            overlap = a is not b and a["started"] < b["ended"] and b["started"] < a["ended"]
+            assert not overlap or a["seen_by_job"]["uuid"] != b["seen_by_job"]["uuid"]
