@@ -16,22 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TINY
 from omegaconf import OmegaConf
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 BIN = Path(sys.executable).parent
-TINY = [
-    "model.width=4",
-    "dataset.batch_size=16",
-    "+trainer.limit_train_batches=3",
-    "+trainer.limit_val_batches=1",
-    "+trainer.limit_test_batches=1",
-    "trainer.enable_progress_bar=false",
-    "trainer.accelerator=cpu",
+SLURM_TINY = [o for o in TINY if not o.startswith("trainer.max_epochs")] + [
     "callbacks.last_checkpoint.every_n_train_steps=1",
-    "callbacks.image_grids.n_images=16",
-    "++eval.enabled=false",
 ]
 LONG_EPOCHS = 60  # the job that is cancelled and requeued: 3 steps per epoch
 
@@ -49,7 +41,7 @@ def cluster_problem() -> str | None:
 
 def sweep_command(sweep_dir: Path) -> list[str]:
     return [
-        str(BIN / "waebench-train"), "-m", *TINY,
+        str(BIN / "waebench-train"), "-m", *SLURM_TINY,
         "launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
         "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10",
         f"trainer.max_epochs=1,{LONG_EPOCHS}", f"paths.log_dir={sweep_dir.parent}",
