@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -121,6 +124,21 @@ def peak_bytes(regularizer, prior, n: int, device: torch.device) -> int:
     return peak.bytes
 
 
+def peak_bytes_in_a_fresh_process(cases, args) -> dict:
+    """On CPU the peaks are measured in a child process that changes glibc's allocation
+    policy before its first measurement: in this process, the heap left by the timing pass
+    would blur them."""
+    command = [sys.executable, __file__, "--peak-memory-only", "--device", "cpu"]
+    command += ["--batch-sizes", *map(str, args.batch_sizes)]
+    command += ["--latent-dims", *map(str, args.latent_dims)]
+    command += ["--regularizers", *args.regularizers]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    child = subprocess.run(command, check=True, capture_output=True, text=True)
+    peaks = json.loads(child.stdout.strip().splitlines()[-1])
+    return {case: peaks[" ".join(map(str, case))] for case in cases}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -130,13 +148,16 @@ def main() -> None:
     parser.add_argument("--regularizers", nargs="+", default=list(REGULARIZERS))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--peak-memory-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     unknown = set(args.regularizers) - set(REGULARIZERS)
     if unknown:
         parser.error(f"unknown regularizers {sorted(unknown)}; valid: {', '.join(REGULARIZERS)}")
+    device = torch.device(args.device)
+    if args.peak_memory_only:
+        return_freed_memory_to_the_system()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     torch.manual_seed(0)
     cases = [
         (name, d, n)
@@ -146,18 +167,25 @@ def main() -> None:
     ]
     regularizers = {(name, d): build(name, d).to(device) for name, d, _ in cases}
     priors = {d: GaussianPrior(d) for d in args.latent_dims}
-    # Timings first, with the default allocator; the memory pass changes how glibc allocates.
-    seconds = {c: median_seconds(regularizers[c[:2]], priors[c[1]], c[2], device) for c in cases}
-    if device.type == "cpu":
-        return_freed_memory_to_the_system()
-    peaks = {c: peak_bytes(regularizers[c[:2]], priors[c[1]], c[2], device) for c in cases}
 
+    def peak(case) -> int:
+        return peak_bytes(regularizers[case[:2]], priors[case[1]], case[2], device)
+
+    if args.peak_memory_only:
+        print(json.dumps({" ".join(map(str, case)): peak(case) for case in cases}))
+        return
+    seconds = {c: median_seconds(regularizers[c[:2]], priors[c[1]], c[2], device) for c in cases}
+    peaks = (
+        peak_bytes_in_a_fresh_process(cases, args)
+        if device.type == "cpu"
+        else {case: peak(case) for case in cases}
+    )
     print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()}")
     print(f"{'regularizer':<24}{'d':>4}{'batch':>7}{'fwd+bwd ms':>12}{'peak MiB':>10}")
     for case in cases:
         name, d, n = case
-        row = f"{name:<24}{d:>4}{n:>7}{seconds[case] * 1e3:>12.2f}{max(peaks[case], 0) / 2**20:>10.1f}"
-        print(row)
+        peak_mib = max(peaks[case], 0) / 2**20
+        print(f"{name:<24}{d:>4}{n:>7}{seconds[case] * 1e3:>12.2f}{peak_mib:>10.1f}")
 
 
 if __name__ == "__main__":
