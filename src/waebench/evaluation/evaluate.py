@@ -202,7 +202,8 @@ def write_figures(model, datamodule, settings, run_dir: Path, notes: list[str]) 
             run_dir / "prior_samples.png",
         ),
     ]
-    pairs_count, steps = settings.figures.interpolation_pairs, settings.figures.interpolation_steps
+    pairs_count = min(settings.figures.interpolation_pairs, len(x) // 2)
+    steps = settings.figures.interpolation_steps
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[: 2 * pairs_count]
     pairs = x[order].view(pairs_count, 2, *x.shape[1:])
     rows = figures.interpolation_rows(model, pairs, steps, uint8)
