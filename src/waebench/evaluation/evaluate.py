@@ -262,15 +262,11 @@ def evaluate(model, datamodule, settings, run_dir: str | Path, loggers=()) -> tu
 
 def evaluate_into_metrics(model, datamodule, settings, metrics: dict, loggers=()) -> dict:
     """Evaluate and write `metrics.json` in `metrics["run_dir"]` with `eval` (and
-    `eval_notes`) added. A failure is recorded as `eval_error`, with the command
-    that re-runs the evaluation alone; the training results stay as they were."""
+    `eval_notes`) added. A failure is recorded as `eval_error`, with the command that
+    re-runs the evaluation alone; the training results (and an earlier `eval`) stay."""
     run_dir = Path(metrics["run_dir"])
-    for key in ("eval", "eval_notes", "eval_error"):
-        metrics.pop(key, None)
     try:
-        metrics["eval"], notes = evaluate(model, datamodule, settings, run_dir, loggers)
-        if notes:
-            metrics["eval_notes"] = notes
+        results, notes = evaluate(model, datamodule, settings, run_dir, loggers)
     except Exception as error:
         metrics["eval_error"] = f"{type(error).__name__}: {error}"
         log.error(
@@ -278,6 +274,12 @@ def evaluate_into_metrics(model, datamodule, settings, metrics: dict, loggers=()
             "Fix the cause, then evaluate alone with: waebench-eval ckpt_path=%s",
             metrics["eval_error"], run_dir, run_dir,
         )  # fmt: skip
+    else:
+        metrics.pop("eval_error", None)
+        metrics.pop("eval_notes", None)
+        metrics["eval"] = results
+        if notes:
+            metrics["eval_notes"] = notes
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
 
