@@ -25,7 +25,7 @@ BIN = Path(sys.executable).parent
 SLURM_TINY = [o for o in TINY if not o.startswith("trainer.max_epochs")] + [
     "callbacks.last_checkpoint.every_n_train_steps=3",  # last.ckpt once per epoch
 ]
-LONG_EPOCHS = 60  # the job that is cancelled and requeued: 3 steps per epoch
+LONG_EPOCHS = 30  # the job that is cancelled and requeued: 3 steps per epoch
 
 
 def cluster_problem() -> str | None:
