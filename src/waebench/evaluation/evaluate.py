@@ -99,8 +99,11 @@ def generated_images(model, datamodule, settings, count: int) -> dict[str, torch
         codes = PriorSampler(model.prior).sample(count, seed)
         images["samples/prior"] = uint8(decode_codes(model, codes, batch))
     if settings.fid.gmm:
-        train = datamodule.to_float(datamodule.splits["train"][0])
-        sampler = GMMSampler(encode_images(model, train, batch), settings.gmm_components, seed)
+        train = datamodule.splits["train"][0]  # floats batch by batch: CelebA is 8 GB as floats
+        codes = torch.cat(
+            [encode_images(model, datamodule.to_float(b), batch) for b in train.split(10_000)]
+        )
+        sampler = GMMSampler(codes, settings.gmm_components, seed)
         images["samples/gmm"] = uint8(decode_codes(model, sampler.sample(count, seed), batch))
     if settings.fid.reconstructions:
         test = datamodule.to_float(datamodule.splits[settings.split][0][:count])
