@@ -27,7 +27,7 @@ test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-dev
-	$(BIN)/pre-commit run --all-files
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pre-commit run --all-files
 
 benchmark: install
 	$(BIN)/python benchmarks/train_speed.py
