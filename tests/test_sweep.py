@@ -77,9 +77,9 @@ def test_visible_gpus_and_a_clear_error_without_any(monkeypatch):
         DevicePool([])
 
 
-def gpus_sweep(root: Path, *overrides: str) -> subprocess.CompletedProcess:
+def sweep_run(root: Path, *overrides: str) -> subprocess.CompletedProcess:
     command = [
-        str(BIN / "waebench-train"), "-m", *TINY, "launcher=gpus", *overrides,
+        str(BIN / "waebench-train"), "-m", *TINY, *overrides,
         f"paths.log_dir={root}", f"hydra.sweep.dir={root / 'sweep'}",
     ]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": "offline"}
@@ -91,7 +91,9 @@ def test_gpus_launcher_runs_jobs_in_parallel_pinned_and_survives_a_failing_job(t
     """Two simulated GPUs on this CPU machine: both jobs run at once, each in a process that
     sees only its device; the job with an invalid latent size fails, the other completes,
     and the sweep and the report say so."""
-    done = gpus_sweep(tmp_path, "hydra.launcher.devices=[0,1]", "model.latent_dim=8,-1")
+    done = sweep_run(
+        tmp_path, "launcher=gpus", "hydra.launcher.devices=[0,1]", "model.latent_dim=8,-1"
+    )
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "1 of 2 jobs did not complete" in done.stderr
     jobs = {}
@@ -128,7 +130,7 @@ def test_gpus_launcher_on_real_gpus(tmp_path):
                              capture_output=True, text=True, check=True).stdout  # fmt: skip
     uuids = dict(line.split(", ") for line in listing.strip().splitlines())
     seeds = ",".join(str(s) for s in range(max(2, len(uuids))))
-    done = gpus_sweep(tmp_path, "trainer.accelerator=gpu", f"seed={seeds}")
+    done = sweep_run(tmp_path, "launcher=gpus", "trainer.accelerator=gpu", f"seed={seeds}")
     assert done.returncode == 0, done.stderr[-3000:]
     launches = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/launcher.json")]
     for launch in launches:
@@ -140,3 +142,26 @@ def test_gpus_launcher_on_real_gpus(tmp_path):
         for b in launches:
             overlap = a is not b and a["started"] < b["ended"] and b["started"] < a["ended"]
             assert not overlap or a["seen_by_job"]["uuid"] != b["seen_by_job"]["uuid"]
+
+
+@pytest.mark.slow
+def test_each_job_is_its_own_wandb_run_grouped_by_sweep_and_finished(tmp_path):
+    """logger=wandb (offline): one run per job, named after the job's folder, grouped by the
+    sweep folder's name, and finished also for the job that diverges (lr 1e12)."""
+    done = sweep_run(tmp_path, "logger=wandb", "model.optimizer.lr=1e-3,1e12")
+    assert done.returncode == 1  # the diverged job
+    from wandb.proto.wandb_internal_pb2 import RunRecord
+
+    statuses, run_ids = [], set()
+    for run_dir in (p.parent for p in (tmp_path / "sweep").glob("*/config.yaml")):
+        statuses.append(json.loads((run_dir / "metrics.json").read_text())["status"])
+        (wandb_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+        run_ids.add(wandb_file.stem)
+        content = wandb_file.read_bytes()
+        # wandb's run record, as its protobuf encodes these two fields: the group, the name.
+        assert RunRecord(run_group="sweep").SerializeToString() in content
+        assert RunRecord(display_name=run_dir.name).SerializeToString() in content
+        debug_log = (wandb_file.parent / "logs" / "debug.log").read_text()
+        assert f"finishing run waebench/{wandb_file.stem.removeprefix('run-')}" in debug_log
+    assert sorted(statuses) == ["completed", "diverged"]
+    assert len(run_ids) == 2
