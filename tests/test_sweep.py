@@ -16,7 +16,7 @@ from conftest import TINY, compose_train_config
 from omegaconf import OmegaConf
 
 from waebench.launch.gpus import DevicePool, run_on_devices, visible_gpus
-from waebench.launch.job import MAX_DIRNAME, check_same_job, job_dirname
+from waebench.launch.job import MAX_DIRNAME, check_same_job, job_dirname, record_failure
 
 BIN = Path(sys.executable).parent
 
@@ -89,23 +89,35 @@ def sweep_run(root: Path, *overrides: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_gpus_launcher_runs_jobs_in_parallel_pinned_and_survives_a_failing_job(tmp_path):
     """Two simulated GPUs on this CPU machine: both jobs run at once, each in a process that
-    sees only its device; the job with an invalid latent size fails, the other completes,
-    and the sweep and the report say so."""
+    sees only its device; the job with a huge learning rate diverges, the other completes, and
+    the sweep and the report say so. Each job is its own wandb run (offline), named after its
+    folder, grouped by the sweep, and finished, the diverged one too."""
+    from wandb.proto.wandb_internal_pb2 import RunRecord
+
     done = sweep_run(
-        tmp_path, "launcher=gpus", "hydra.launcher.devices=[0,1]", "model.latent_dim=8,-1"
-    )
+        tmp_path, "launcher=gpus", "hydra.launcher.devices=[0,1]", "logger=wandb",
+        "model.optimizer.lr=1e-3,1e12",
+    )  # fmt: skip
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "1 of 2 jobs did not complete" in done.stderr
-    jobs = {}
+    jobs, run_ids = {}, set()
     for config in (tmp_path / "sweep").glob("*/config.yaml"):
         run_dir = config.parent
-        jobs[OmegaConf.load(config).model.latent_dim] = (
+        jobs[OmegaConf.load(config).model.optimizer.lr] = (
             json.loads((run_dir / "metrics.json").read_text()),
             json.loads((run_dir / "launcher.json").read_text()),
         )
-    (good, good_launch), (bad, bad_launch) = jobs[8], jobs[-1]
+        (wandb_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+        run_ids.add(wandb_file.stem)
+        content = wandb_file.read_bytes()  # the run record's group and name, as protobuf bytes
+        assert RunRecord(run_group="sweep").SerializeToString() in content
+        assert RunRecord(display_name=run_dir.name).SerializeToString() in content
+        debug_log = (wandb_file.parent / "logs" / "debug.log").read_text()
+        assert f"finishing run waebench/{wandb_file.stem.removeprefix('run-')}" in debug_log
+    assert len(run_ids) == 2
+    (good, good_launch), (bad, bad_launch) = jobs[1e-3], jobs[1e12]
     assert good["status"] == "completed"
-    assert bad["status"] == "failed" and "negative dimension" in bad["error"]
+    assert bad["status"] == "diverged" and "traceback" in bad
     assert {good_launch["cuda_visible_devices"], bad_launch["cuda_visible_devices"]} == {"0", "1"}
     for launch in (good_launch, bad_launch):
         assert launch["seen_by_job"]["cuda_visible_devices"] == launch["cuda_visible_devices"]
@@ -114,7 +126,19 @@ def test_gpus_launcher_runs_jobs_in_parallel_pinned_and_survives_a_failing_job(t
     subprocess.run([str(BIN / "waebench-report"), str(tmp_path / "sweep")], check=True,
                    capture_output=True)  # fmt: skip
     markdown = (tmp_path / "sweep" / "report" / "report.md").read_text()
-    assert "| failed | InstantiationException" in markdown
+    assert f"| diverged | {bad['error'].splitlines()[0][:300]} |" in markdown
+
+
+def test_an_exception_before_training_is_recorded_as_a_failure(tmp_path):
+    try:
+        raise ValueError("model.latent_dim=-1 must be positive")
+    except ValueError as error:
+        metrics = record_failure(tmp_path, error)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == metrics
+    assert saved["status"] == "failed"
+    assert saved["error"] == "ValueError: model.latent_dim=-1 must be positive"
+    assert "Traceback" in saved["traceback"]
 
 
 @pytest.mark.gpu
@@ -142,26 +166,3 @@ def test_gpus_launcher_on_real_gpus(tmp_path):
         for b in launches:
             overlap = a is not b and a["started"] < b["ended"] and b["started"] < a["ended"]
             assert not overlap or a["seen_by_job"]["uuid"] != b["seen_by_job"]["uuid"]
-
-
-@pytest.mark.slow
-def test_each_job_is_its_own_wandb_run_grouped_by_sweep_and_finished(tmp_path):
-    """logger=wandb (offline): one run per job, named after the job's folder, grouped by the
-    sweep folder's name, and finished also for the job that diverges (lr 1e12)."""
-    done = sweep_run(tmp_path, "logger=wandb", "model.optimizer.lr=1e-3,1e12")
-    assert done.returncode == 1  # the diverged job
-    from wandb.proto.wandb_internal_pb2 import RunRecord
-
-    statuses, run_ids = [], set()
-    for run_dir in (p.parent for p in (tmp_path / "sweep").glob("*/config.yaml")):
-        statuses.append(json.loads((run_dir / "metrics.json").read_text())["status"])
-        (wandb_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
-        run_ids.add(wandb_file.stem)
-        content = wandb_file.read_bytes()
-        # wandb's run record, as its protobuf encodes these two fields: the group, the name.
-        assert RunRecord(run_group="sweep").SerializeToString() in content
-        assert RunRecord(display_name=run_dir.name).SerializeToString() in content
-        debug_log = (wandb_file.parent / "logs" / "debug.log").read_text()
-        assert f"finishing run waebench/{wandb_file.stem.removeprefix('run-')}" in debug_log
-    assert sorted(statuses) == ["completed", "diverged"]
-    assert len(run_ids) == 2
