@@ -15,7 +15,7 @@ import pytest
 from conftest import TINY, compose_train_config
 from omegaconf import OmegaConf
 
-from waebench.launch.gpus import DevicePool, run_on_devices, visible_gpus
+from waebench.launch.gpus import DevicePool, run_on_devices, run_pinned_process, visible_gpus
 from waebench.launch.job import MAX_DIRNAME, check_same_job, job_dirname, record_failure
 
 BIN = Path(sys.executable).parent
@@ -75,6 +75,14 @@ def test_visible_gpus_and_a_clear_error_without_any(monkeypatch):
     assert visible_gpus() == []
     with pytest.raises(ValueError, match="launcher=local"):
         DevicePool([])
+
+
+def test_a_job_process_that_dies_is_reported_with_its_exit_code(tmp_path):
+    result, record = run_pinned_process(b"not a pickled job", "1", tmp_path / "job")
+    assert result is None and record["exit_code"] != 0
+    assert record["cuda_visible_devices"] == "1" and record["ended"] >= record["started"]
+    assert json.loads((tmp_path / "job" / "launcher.json").read_text()) == record
+    assert "UnpicklingError" in (tmp_path / "job" / "launcher.log").read_text()
 
 
 def sweep_run(root: Path, *overrides: str) -> subprocess.CompletedProcess:

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from waebench.io import write_json_atomic
+
 log = logging.getLogger(__name__)
 
 Job = TypeVar("Job")
@@ -105,5 +107,5 @@ def run_pinned_process(payload: bytes, device: str, run_dir: Path) -> tuple[Any,
         if seen.is_file():
             record["seen_by_job"] = json.loads(seen.read_text())
         result = result_file.read_bytes() if result_file.is_file() else None
-    (run_dir / "launcher.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json_atomic(run_dir / "launcher.json", record)
     return result, record

@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 MAX_DIRNAME = 120
 # Overrides that do not change what a job computes: left out of its folder name.
 NOT_IN_DIRNAME = ("ckpt_path", "launcher", "sweep", "logger", "paths", "hydra")
-# Keys that may differ between two launches of the same job without making it another job.
-IGNORED_KEYS = ("paths", "logger", "ckpt_path")
+# Keys that may differ between two launches of the same job without making it another job
+# (where it writes and logs, how it checkpoints, and the evaluation after training).
+IGNORED_KEYS = ("paths", "logger", "ckpt_path", "callbacks", "eval")
 
 
 def job_dirname(overrides: list[str]) -> str:
