@@ -260,3 +260,17 @@ def test_waebench_eval_scores_images_against_a_split(tmp_path, cache_dir):
         timeout=300,
     )
     assert neither.returncode != 0 and "ckpt_path=" in neither.stderr
+
+
+def test_figures_and_values_go_to_an_offline_wandb_run(tmp_path, cache_dir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    from lightning.pytorch.loggers import WandbLogger
+
+    cfg = config(tmp_path, cache_dir, "eval.classifier.enabled=false")
+    model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
+    logger = WandbLogger(project="waebench-test", save_dir=str(tmp_path), offline=True)
+    evaluate(model, datamodule, cfg.eval, tmp_path, loggers=[logger])
+    logger.experiment.finish()
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    logged = {p.name.split("_")[0] for p in (run / "files" / "media" / "images" / "eval").iterdir()}
+    assert {"test", "prior", "interpolations", "latent"} <= logged
