@@ -274,3 +274,33 @@ def test_figures_and_values_go_to_an_offline_wandb_run(tmp_path, cache_dir, monk
     (run,) = (tmp_path / "wandb").glob("offline-run-*")
     logged = {p.name.split("_")[0] for p in (run / "files" / "media" / "images" / "eval").iterdir()}
     assert {"test", "prior", "interpolations", "latent"} <= logged
+
+
+def test_latent_views_pca_and_tsne(tmp_path):
+    from waebench.evaluation.figures import latent_scatter
+
+    generator = torch.Generator().manual_seed(0)
+    codes, prior = (
+        torch.randn(120, 8, generator=generator),
+        torch.randn(120, 8, generator=generator),
+    )
+    labels = torch.arange(120) % 10
+    for method in ("pca", "tsne"):
+        path = latent_scatter(codes, labels, prior, tmp_path / f"{method}.png", method)
+        assert Image.open(path).size == (600, 600)
+    with pytest.raises(ValueError, match="valid: pca, tsne"):
+        latent_scatter(codes, labels, prior, tmp_path / "x.png", "umap")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_evaluation_on_a_gpu_matches_the_cpu(tmp_path, cache_dir):
+    cfg = config(tmp_path, cache_dir, "eval.figures.enabled=false")
+    model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
+    on_cpu, _ = evaluate(model, datamodule, cfg.eval, tmp_path)
+    with open_dict(cfg):
+        cfg.eval.device = "cuda"
+    on_gpu, _ = evaluate(model, datamodule, cfg.eval, tmp_path)
+    assert next(model.parameters()).is_cuda
+    for key, entry in on_cpu.items():
+        assert on_gpu[key]["value"] == pytest.approx(entry["value"], rel=1e-3, abs=1e-4), key
