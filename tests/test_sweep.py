@@ -174,3 +174,28 @@ def test_gpus_launcher_on_real_gpus(tmp_path):
         for b in launches:
             overlap = a is not b and a["started"] < b["ended"] and b["started"] < a["ended"]
             assert not overlap or a["seen_by_job"]["uuid"] != b["seen_by_job"]["uuid"]
+
+
+def test_the_paper_table_sweep_covers_every_paper_model_with_three_seeds(tmp_path):
+    from conftest import CONFIG_DIR
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["sweep=wae_paper_table"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    params = cfg.hydra.sweeper.params
+    experiments = {e.strip() for e in params.experiment.split(",")}
+    expected = {
+        f"wae_paper/{dataset}_{model}"
+        for dataset in ("mnist", "celeba")
+        for model in ("ae", "vae", "wae_mmd", "wae_gan")
+    }
+    assert experiments == expected
+    assert all((CONFIG_DIR / "experiment" / f"{e}.yaml").is_file() for e in experiments)
+    assert params.seed == "0,1,2"
+    # A fixed folder: running the command again finishes the same sweep.
+    assert (
+        OmegaConf.to_container(cfg.hydra.sweep)["dir"] == "${paths.log_dir}/sweeps/wae_paper_table"
+    )
