@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, compose_train_config
+from conftest import CONFIG_DIR, TINY, compose_train_config
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from waebench.launch.gpus import DevicePool, run_on_devices, run_pinned_process, visible_gpus
@@ -177,10 +179,6 @@ def test_gpus_launcher_on_real_gpus(tmp_path):
 
 
 def test_the_paper_table_sweep_covers_every_paper_model_with_three_seeds(tmp_path):
-    from conftest import CONFIG_DIR
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["sweep=wae_paper_table"], return_hydra_config=True)
