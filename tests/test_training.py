@@ -3,6 +3,7 @@ configs, resuming, divergence, the outputs of a run and the Python API."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -131,6 +132,8 @@ def test_resume_repeats_and_loses_no_step(train_config, killed_after):
         "trainer.limit_train_batches=null",
         "trainer.max_epochs=2",
         "callbacks.last_checkpoint.every_n_train_steps=4",
+        "model.lr_schedule.milestones=[1]",
+        "model.lr_schedule.factors=[0.1]",
     ]
     straight = train_config(*common, run="straight")
     data = write_mnist_layout(Path(straight.paths.data_dir) / "mnist")
@@ -144,6 +147,9 @@ def test_resume_repeats_and_loses_no_step(train_config, killed_after):
     expected, got = _weights(straight.paths.output_dir), _weights(resumed.paths.output_dir)
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-5, msg=name)
+    with open(Path(resumed.paths.output_dir, "csv", "metrics.csv"), newline="") as file:
+        logged = {int(row["step"]) for row in csv.DictReader(file) if row["train/loss_step"]}
+    assert logged == set(range(12)), "the log keeps the steps of the killed attempt"
 
 
 def test_resume_auto_without_checkpoint_starts_fresh(train_config):

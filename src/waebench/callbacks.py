@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning as L
@@ -55,3 +56,40 @@ class ImageGrids(L.Callback):
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image(key="images", images=list(grids.values()), caption=list(grids))
+
+
+class ResumeCheckpoint(L.Callback):
+    """Keeps `<dirpath>/last.ckpt` current for resuming a killed run: written at
+    every epoch end and every `every_n_train_steps` steps inside an epoch, each
+    time to a temporary file renamed over the old one (a kill mid-write leaves
+    the previous checkpoint intact).
+
+    No step checkpoint is written on an epoch's last batch: the epoch-end one
+    follows, and Lightning cannot resume exactly from a checkpoint taken
+    between an epoch's last batch and its end.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int | None = 500) -> None:
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every_n_train_steps = every_n_train_steps
+        self._epoch_finished = False
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module, outputs, batch, batch_idx: int
+    ) -> None:
+        self._epoch_finished = batch_idx + 1 >= trainer.num_training_batches
+        step = trainer.global_step
+        stopping = trainer.max_steps != -1 and step >= trainer.max_steps
+        due = stopping or (self.every_n_train_steps and step % self.every_n_train_steps == 0)
+        if due and not self._epoch_finished:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
+        if self._epoch_finished:  # not when max_steps stopped the epoch early
+            self.save(trainer)
+
+    def save(self, trainer: L.Trainer) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
