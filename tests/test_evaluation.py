@@ -276,6 +276,7 @@ def test_figures_and_values_go_to_an_offline_wandb_run(tmp_path, cache_dir, monk
     assert {"test", "prior", "interpolations", "latent"} <= logged
 
 
+@pytest.mark.slow  # t-SNE: ~10 s
 def test_latent_views_pca_and_tsne(tmp_path):
     from waebench.evaluation.figures import latent_scatter
 
