@@ -149,14 +149,12 @@ def test_real_fashion_mnist_is_found_without_configuration():
 def test_batches_are_slices_shuffled_per_epoch_and_resumable():
     images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
     epoch = {"value": 0}
-    loader = InMemoryBatches(
-        images,
-        torch.arange(10),
-        batch_size=3,
-        shuffle=True,
-        drop_last=True,
-        epoch_fn=lambda: epoch["value"],
-    )
+
+    def make_loader():
+        return InMemoryBatches(images, torch.arange(10), 3, shuffle=True, drop_last=True,
+                               epoch_fn=lambda: epoch["value"])  # fmt: skip
+
+    loader = make_loader()
     assert len(loader) == 3
     first = [b[1].tolist() for b in loader]
     assert len({i for b in first for i in b}) == 9
@@ -168,14 +166,7 @@ def test_batches_are_slices_shuffled_per_epoch_and_resumable():
     next(iterator)  # batch 0 trained, then a checkpoint is written
     state = loader.state_dict()
     assert state == {"epoch": 1, "batches_done": 1}
-    resumed = InMemoryBatches(
-        images,
-        torch.arange(10),
-        batch_size=3,
-        shuffle=True,
-        drop_last=True,
-        epoch_fn=lambda: epoch["value"],
-    )
+    resumed = make_loader()
     resumed.load_state_dict(state)
     assert [b[1].tolist() for b in resumed] == second[1:]
     assert [b[1].tolist() for b in resumed] == second, "only the first pass after loading skips"
