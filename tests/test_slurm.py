@@ -25,7 +25,7 @@ BIN = Path(sys.executable).parent
 SLURM_TINY = [o for o in TINY if not o.startswith("trainer.max_epochs")] + [
     "callbacks.last_checkpoint.every_n_train_steps=3",  # last.ckpt once per epoch
 ]
-LONG_EPOCHS = 30  # the job that is cancelled and requeued: 3 steps per epoch
+LONG_EPOCHS = 1200  # long enough to outlive SLURM's KillWait (30 s) after the requeue: 3 steps per epoch
 
 
 def cluster_problem() -> str | None:
@@ -128,7 +128,7 @@ def test_sweep_on_slurm_cancel_requeue_relaunch_report(sweep_dir):
     # SLURM holds a requeued job for a while (BeginTime); let it start again at once.
     wait_for(lambda: slurm_state(resumed) == "PENDING", 60, "the requeued job to pend")
     subprocess.run(["scontrol", "update", f"JobId={resumed}", "StartTime=now"], check=True)
-    output, _ = second.communicate(timeout=300)
+    output, _ = second.communicate(timeout=600)
     assert second.returncode == 0, output[-3000:]
 
     assert (short / "metrics.json").stat().st_mtime_ns == short_mtime
