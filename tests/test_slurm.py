@@ -25,7 +25,9 @@ BIN = Path(sys.executable).parent
 SLURM_TINY = [o for o in TINY if not o.startswith("trainer.max_epochs")] + [
     "callbacks.last_checkpoint.every_n_train_steps=3",  # last.ckpt once per epoch
 ]
-LONG_EPOCHS = 1200  # long enough to outlive SLURM's KillWait (30 s) after the requeue: 3 steps per epoch
+# The job that is cancelled and requeued (3 steps per epoch): long enough to outlive
+# SLURM's KillWait (30 s) after the requeue, since submitit ignores the SIGTERM.
+LONG_EPOCHS = 1200
 
 
 def cluster_problem() -> str | None:
