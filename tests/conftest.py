@@ -35,23 +35,31 @@ TINY = [
 ]
 
 
-def compose_train_config(
-    output_dir: Path, overrides: list[str], data_dir: Path | None = None
-) -> DictConfig:
-    """The `train` config as `waebench-train <overrides>` would see it, writing to `output_dir`."""
+def compose_config(name: str, output_dir: Path, overrides: list[str]) -> DictConfig:
+    """Config `name` as its entry point would see it with `overrides`, Hydra's run dir `output_dir`
+    (the `hydra` node is set as Hydra's runtime config, then removed from the result)."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        cfg = compose(name, overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(output_dir)
         cfg.hydra.runtime.cwd = str(output_dir.parent)
         cfg.hydra.job.num = 0
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
+        del cfg.hydra
+    return cfg
+
+
+def compose_train_config(
+    output_dir: Path, overrides: list[str], data_dir: Path | None = None
+) -> DictConfig:
+    """The `train` config as `waebench-train <overrides>` would see it, writing to `output_dir`."""
+    cfg = compose_config("train", output_dir, overrides)
+    with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir.parent)
         cfg.paths.data_dir = str(data_dir or output_dir.parent / "data")
-        del cfg.hydra
     return cfg
 
 

@@ -11,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIG_DIR, REPO, TINY, compose_train_config, write_celeba_layout
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
+from conftest import (
+    REPO,
+    TINY,
+    compose_config,
+    compose_train_config,
+    write_celeba_layout,
+)
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
@@ -157,20 +160,6 @@ def test_figures_have_the_expected_sizes(tmp_path, cache_dir, dataset, image_siz
     assert Image.open(run_dir / "prior_samples.png").mode == "RGB"
 
 
-def compose_eval_config(output_dir: Path, overrides: list[str]):
-    """The `eval` config as `waebench-eval <overrides>` would see it."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("eval", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.runtime.cwd = str(output_dir.parent)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg.hydra
-    return cfg
-
-
 @pytest.mark.slow
 def test_training_survives_a_failed_evaluation_and_waebench_eval_completes_it(tmp_path, cache_dir):
     missing = tmp_path / "missing-weights.pth"
@@ -189,7 +178,8 @@ def test_training_survives_a_failed_evaluation_and_waebench_eval_completes_it(tm
     assert "no such file" in saved["eval_error"] and "eval" not in saved
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
-    eval_cfg = compose_eval_config(
+    eval_cfg = compose_config(
+        "eval",
         tmp_path / "eval-run",
         [f"ckpt_path={run_dir}", *QUICK_EVAL, f"eval.cache_dir={cache_dir}"],
     )
