@@ -14,6 +14,8 @@ from conftest import compose_train_config
 from hydra.utils import instantiate
 
 from waebench.data import ImageDataModule, placement
+from waebench.evaluation.evaluate import decode_codes, reconstruct_images
+from waebench.evaluation.fid import to_uint8
 from waebench.fast import compile_with_fallback
 from waebench.regularizers import Codes
 from waebench.train import build_model, train
@@ -173,3 +175,17 @@ def test_gpu_options_give_the_float32_losses(train_config, option):
     plain = losses(train_config, *gpu, run="plain")
     fast = losses(train_config, *gpu, option, run="fast")
     assert fast == pytest.approx(plain, rel=0.02 if "bf16" in option else 1e-3)
+
+
+def test_fid_images_come_back_as_uint8_batch_by_batch(train_config):
+    cfg = train_config()
+    model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
+    datamodule.setup()
+    images = datamodule.splits["test"][0][:50]
+    codes = torch.randn(50, cfg.model.latent_dim)
+    decoded = decode_codes(model, codes, 16, datamodule.value_range)
+    assert decoded.dtype == torch.uint8 and decoded.shape == images.shape
+    assert torch.equal(decoded, to_uint8(model.decode(codes), datamodule.value_range))
+    recs = reconstruct_images(model, datamodule, images, 16)
+    whole = model.reconstruct(datamodule.to_float(images))
+    assert torch.equal(recs, to_uint8(whole, datamodule.value_range))
