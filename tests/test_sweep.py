@@ -44,10 +44,10 @@ def test_a_folder_holding_another_configuration_is_refused(tmp_path):
         check_same_job(tmp_path / "job", other)
 
 
-@pytest.mark.parametrize("jobs_per_device", [1, 2])
-def test_parallel_jobs_each_hold_their_own_device(jobs_per_device):
+@pytest.mark.parametrize("jobs_per_gpu", [1, 2])
+def test_parallel_jobs_each_hold_their_own_device(jobs_per_gpu):
     devices = ["0", "1", "2"]
-    pool = DevicePool(devices, jobs_per_device)
+    pool = DevicePool(devices, jobs_per_gpu)
     holders: dict[str, int] = {}
     lock = threading.Lock()
     seen = []
@@ -63,8 +63,8 @@ def test_parallel_jobs_each_hold_their_own_device(jobs_per_device):
 
     results = run_on_devices(list(range(12)), pool, run)
     assert len(results) == 12 and set(results) == set(devices)
-    assert max(per_device for _, _, per_device, _ in seen) == jobs_per_device
-    assert max(in_flight for *_, in_flight in seen) == len(devices) * jobs_per_device
+    assert max(per_device for _, _, per_device, _ in seen) == jobs_per_gpu
+    assert max(in_flight for *_, in_flight in seen) == len(devices) * jobs_per_gpu
     first = sorted(seen)[: len(devices)]
     assert {device for _, device, _, _ in first} == set(devices)  # first jobs spread out
 

@@ -18,6 +18,7 @@ import torch
 from hydra.utils import instantiate
 from torch.optim.lr_scheduler import LambdaLR
 
+from waebench.fast import compile_with_fallback
 from waebench.prior import GaussianPrior
 from waebench.reconstruction import ReconstructionCost
 from waebench.regularizers import Codes, LatentRegularizer
@@ -45,6 +46,8 @@ class AutoEncoder(L.LightningModule):
         reconstruction: dict[str, Any],
         optimizer: dict[str, Any],
         lr_schedule: dict[str, Any] | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -67,6 +70,16 @@ class AutoEncoder(L.LightningModule):
         self.decoder = instantiate(decoder, **shape, latent_dim=latent_dim)
         self.reconstruction = ReconstructionCost(**reconstruction)
         self.automatic_optimization = self.regularizer.adversary is None
+        if channels_last:
+            self.encoder.to(memory_format=torch.channels_last)
+            self.decoder.to(memory_format=torch.channels_last)
+
+    def configure_model(self) -> None:
+        """`model.compile`: compile the encoder and decoder once (waebench.fast)."""
+        if self.hparams.get("compile") and not getattr(self, "_compiled", False):
+            compile_with_fallback(self.encoder, "encoder")
+            compile_with_fallback(self.decoder, "decoder")
+            self._compiled = True
 
     # ----- the Python API (images in the dataset's value range) -----
 

@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from waebench.evaluation import evaluate_into_metrics
+from waebench.fast import check_precision
 from waebench.io import write_json_atomic
 from waebench.launch.job import is_multirun, run_sweep_job
 from waebench.model import DivergenceError
@@ -83,6 +84,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     use_wandb_offline_without_login(cfg)
 
+    check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     datamodule = instantiate(cfg.dataset)
     model = build_model(cfg)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class GpusLauncherConf:
     _target_: str = "hydra_plugins.waebench_gpus.gpus_launcher.GpusLauncher"
     devices: list[str] | None = None  # None: every visible GPU
-    jobs_per_device: int = 1
+    jobs_per_gpu: int = 1
 
 
 ConfigStore.instance().store(
@@ -34,8 +34,8 @@ ConfigStore.instance().store(
 
 
 class GpusLauncher(Launcher):
-    def __init__(self, devices: list[Any] | None = None, jobs_per_device: int = 1) -> None:
-        self.devices, self.jobs_per_device = devices, jobs_per_device
+    def __init__(self, devices: list[Any] | None = None, jobs_per_gpu: int = 1) -> None:
+        self.devices, self.jobs_per_gpu = devices, jobs_per_gpu
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -57,7 +57,7 @@ class GpusLauncher(Launcher):
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
         devices = visible_gpus(self.devices)
-        pool = DevicePool(devices, self.jobs_per_device)
+        pool = DevicePool(devices, self.jobs_per_gpu)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(

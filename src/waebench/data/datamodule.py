@@ -2,7 +2,8 @@
 
 Each dataset is read once into uint8 tensors [N, C, H, W]; batches are sliced
 from them and turned into floats in the dataset's value range on the device
-(`on_after_batch_transfer`), so the host moves 4x fewer bytes.
+(`on_after_batch_transfer`), so the host moves 4x fewer bytes. On a GPU the
+uint8 splits live on the device when they fit (`on_device`, see `placement`).
 
 Splits: the official test sets (CelebA: also its official validation set);
 elsewhere the validation set is `val_size` images drawn from the training set
@@ -18,7 +19,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from waebench.data import celeba, digits, idx
+from waebench.data import celeba, digits, idx, placement
 from waebench.data.loader import InMemoryBatches
 
 Splits = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -72,6 +73,7 @@ class ImageDataModule(L.LightningDataModule):
         split_seed: int = 0,
         shuffle_seed: int = 0,
         preprocess_workers: int = 0,
+        on_device: str | bool = "auto",
     ) -> None:
         super().__init__()
         if name not in DATASETS:
@@ -84,7 +86,9 @@ class ImageDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
         self.preprocess_workers = preprocess_workers
+        self.on_device = placement.parse_on_device(on_device)
         self.splits: Splits = {}
+        self.device_splits: Splits = {}  # copies of `splits` on the training GPU, if there
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -120,10 +124,26 @@ class ImageDataModule(L.LightningDataModule):
         )
         return resized.round().clamp(0, 255).to(torch.uint8)
 
+    def _placed(self, device: torch.device) -> tuple[Splits, bool]:
+        """The splits to batch from on `device`, and whether batches need pinning."""
+        if device.type != "cuda":
+            return self.splits, False
+        if not self.device_splits:
+            needed = sum(t.nbytes for pair in self.splits.values() for t in pair)
+            if not placement.keep_on_device(self.on_device, needed, device):
+                return self.splits, True
+            self.device_splits = {
+                split: (images.to(device), labels.to(device))
+                for split, (images, labels) in self.splits.items()
+            }
+        return self.device_splits, False
+
     def _loader(self, split: str, shuffle: bool) -> InMemoryBatches:
-        images, labels = self.splits[split]
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        splits, pin = self._placed(device)
+        images, labels = splits[split]
         batch_size = self.batch_size if shuffle else self.eval_batch_size
         return InMemoryBatches(
             images,
@@ -135,6 +155,7 @@ class ImageDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
             epoch_fn=lambda: trainer.current_epoch if trainer else 0,
+            pin=pin,
         )
 
     def train_dataloader(self) -> InMemoryBatches:

@@ -16,6 +16,11 @@ class InMemoryBatches:
     batches of the epoch were trained on, so a resumed run continues with
     exactly the batch it would have seen next. Under DDP each rank takes every
     `world_size`-th index of the same permutation.
+
+    The permutation is always drawn on the CPU, so the order is the same
+    wherever `images` live: on the GPU (indices are moved there, the batch is
+    gathered on the device) or in host memory (`pin`: each batch is copied to
+    page-locked memory, so the copy to the GPU can be non-blocking).
     """
 
     def __init__(
@@ -29,6 +34,7 @@ class InMemoryBatches:
         rank: int = 0,
         world_size: int = 1,
         epoch_fn: Callable[[], int] | None = None,
+        pin: bool = False,
     ) -> None:
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.seed, self.drop_last = (
@@ -37,7 +43,7 @@ class InMemoryBatches:
             seed,
             drop_last,
         )
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.pin = rank, world_size, pin
         self.epoch_fn = epoch_fn or (lambda: 0)
         self._position = (0, 0)  # (epoch, batches handed out in it)
         self._resume_at: tuple[int, int] | None = None
@@ -59,11 +65,12 @@ class InMemoryBatches:
         if self._resume_at is not None and self._resume_at[0] == epoch:
             start = self._resume_at[1]
         self._resume_at = None
-        indices = self._indices()
+        indices = self._indices().to(self.images.device)
         for batch in range(start, len(self)):
             self._position = (epoch, batch + 1)
             idx = indices[batch * self.batch_size : (batch + 1) * self.batch_size]
-            yield self.images[idx], self.labels[idx]
+            images, labels = self.images[idx], self.labels[idx]
+            yield (images.pin_memory(), labels.pin_memory()) if self.pin else (images, labels)
 
     def state_dict(self) -> dict[str, Any]:
         """Lightning does not fetch ahead from a loader with a length, so every

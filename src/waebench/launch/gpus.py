@@ -45,21 +45,21 @@ def visible_gpus(devices: Sequence[int | str] | None = None) -> list[str]:
 
 
 class DevicePool:
-    """Each device `jobs_per_device` times; `take()` blocks until a slot is free. Slots are
+    """Each device `jobs_per_gpu` times; `take()` blocks until a slot is free. Slots are
     handed out round-robin, so the first jobs land on different devices."""
 
-    def __init__(self, devices: Sequence[str], jobs_per_device: int = 1) -> None:
+    def __init__(self, devices: Sequence[str], jobs_per_gpu: int = 1) -> None:
         if not devices:
             raise ValueError(
                 "launcher=gpus found no GPU (CUDA_VISIBLE_DEVICES is empty or nvidia-smi lists "
                 "none). Name the devices with hydra.launcher.devices=[0,1], or run the jobs one "
                 "after another with launcher=local."
             )
-        if jobs_per_device < 1:
-            raise ValueError(f"hydra.launcher.jobs_per_device={jobs_per_device} must be >= 1")
-        self.size = len(devices) * jobs_per_device
+        if jobs_per_gpu < 1:
+            raise ValueError(f"hydra.launcher.jobs_per_gpu={jobs_per_gpu} must be >= 1")
+        self.size = len(devices) * jobs_per_gpu
         self._free: queue.Queue[str] = queue.Queue()
-        for _ in range(jobs_per_device):
+        for _ in range(jobs_per_gpu):
             for device in devices:
                 self._free.put(device)
 

@@ -6,6 +6,10 @@ says whether the encoder is Gaussian (outputs a mean and a log-variance and
 codes are sampled with the reparameterisation trick) or deterministic.
 Adversarial regularizers (WAE-GAN) carry an `adversary` network trained with
 its own optimizer on `adversary_loss`.
+
+Under mixed precision (`trainer.precision=bf16-mixed`) every penalty is
+computed in float32 with autocast off (`__call__`): kernel sums, matrix square
+roots and Sinkhorn iterations lose too much in bfloat16.
 """
 
 from __future__ import annotations
@@ -35,6 +39,14 @@ class LatentRegularizer(nn.Module):
         self.weight = float(weight)
         self.gaussian_encoder = gaussian_encoder
         self.adversary: nn.Module | None = None
+
+    def __call__(self, codes: Codes, prior: GaussianPrior) -> torch.Tensor:
+        def f32(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.float()
+
+        codes = Codes(z=f32(codes.z), mean=f32(codes.mean), log_var=f32(codes.log_var))
+        with torch.autocast(codes.z.device.type, enabled=False):
+            return super().__call__(codes, prior)
 
     def forward(self, codes: Codes, prior: GaussianPrior) -> torch.Tensor:
         raise NotImplementedError

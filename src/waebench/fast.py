@@ -1,0 +1,57 @@
+"""Opt-in speed settings of the encoder/decoder (docs/gpu.md):
+`model.channels_last` (NHWC memory layout for the conv nets: faster convolutions
+on tensor cores) and `model.compile` (torch.compile, falling back to eager with a
+warning that says why when compilation fails). Mixed precision is Lightning's
+`trainer.precision`; `check_precision` rejects bf16 where the GPU has none."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def compile_with_fallback(module: nn.Module, name: str, backend: str | Callable = "inductor"):
+    """Compile `module.forward` in place (its state_dict keys do not change). torch.compile
+    compiles on the first call; if that fails, warn and run the module eagerly from then on."""
+    eager = module.forward
+    try:
+        compiled = torch.compile(eager, backend=backend)
+    except Exception as error:  # e.g. an unknown backend, or no compiler on this platform
+        _warn_fallback(name, error)
+        return
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return compiled(*args, **kwargs)
+        except Exception as error:
+            _warn_fallback(name, error)
+            module.forward = eager
+            return eager(*args, **kwargs)
+
+    module.forward = forward
+
+
+def _warn_fallback(name: str, error: BaseException) -> None:
+    reason = " ".join(str(error).split())[:400]  # torch's message spans lines
+    warnings.warn(
+        f"model.compile=true: compiling the {name} failed ({type(error).__name__}: {reason}); "
+        f"it runs uncompiled (eager). Set model.compile=false to silence this.",
+        stacklevel=3,
+    )
+
+
+def check_precision(precision: str, accelerator: str) -> None:
+    """bf16 needs a GPU with bfloat16 support (Ampere or newer); say so before training."""
+    uses_cuda = accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and torch.cuda.is_available()
+    )
+    if str(precision).startswith("bf16") and uses_cuda and not torch.cuda.is_bf16_supported():
+        raise ValueError(
+            f"trainer.precision={precision}: this GPU ({torch.cuda.get_device_name()}) has no "
+            f"bfloat16 support (it needs compute capability 8.0 or newer). Use "
+            f"trainer.precision=16-mixed (float16 with loss scaling) or 32-true."
+        )
