@@ -1,16 +1,31 @@
-"""Training throughput of waebench (Lightning) against a plain PyTorch loop.
+"""Training throughput of waebench (Lightning) against a plain PyTorch loop, and the
+framework's cost per step as a user of `waebench-train` gets it.
 
-Both use the same networks, loss (reconstruction + weight * penalty), optimizer
-and in-memory batches, in the same process; the framework runs with its
-default CSV logging and loss checks, without the progress bar. Prints
-images/second of each and their ratio (target: framework >= 0.9 x plain).
+For each network set and precision, three trainings of the same model config, data,
+loss (reconstruction + weight * penalty) and optimizer (the model's own
+`configure_optimizers`), in the same process, interleaved `--repeats` times (best of each):
 
-    python benchmarks/train_speed.py [--dataset fashion_mnist] [--width 32] [--steps 100]
+- plain:    a PyTorch loop (autocast for bf16-mixed), no Lightning;
+- stripped: a Lightning trainer without progress bar, checkpoints or callbacks, CSV log;
+- user:     the trainer exactly as `waebench-train` builds it from the composed config
+            (default callbacks, loggers, progress bar).
+
+It prints images/s of each, the ratios to the plain loop and the framework cost
+(user - plain) in ms per step. Network sets: `tiny` (the DCGAN nets at `--width`,
+default 2, so that compute is small and the framework's cost shows) and `paper` (the
+WAE paper's MNIST and CelebA networks, `experiment=wae_paper/*_wae_mmd`). Data:
+Fashion-MNIST when installed, else random uint8 images of the dataset's shape
+(CelebA is not on these machines); the timed steps lie inside the first epoch.
+
+    python benchmarks/train_speed.py                          # CPU: tiny nets, float32
+    python benchmarks/train_speed.py --device cuda --json speed.json  # tiny + paper, 32 and bf16
+    python benchmarks/train_speed.py --device cuda --nets paper --precision bf16-mixed
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -18,129 +33,214 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
 
-from waebench.data import ImageDataModule
-from waebench.train import build_model
+from waebench.csv_log import ResumableCSVLogger
+from waebench.data.datamodule import DEBIAN_FASHION_MNIST
+from waebench.train import build_model, build_trainer
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+NETS = {  # network set -> {name: config overrides}
+    "tiny": {"tiny": ["dataset=fashion_mnist"]},
+    "paper": {
+        "mnist": ["experiment=wae_paper/mnist_wae_mmd", "dataset=fashion_mnist"],
+        "celeba": ["experiment=wae_paper/celeba_wae_mmd"],
+    },
+}
 
 
 class StepTimer(L.Callback):
-    """Wall time from the start of batch `warmup` to the end of the last batch."""
+    """Wall time from the start of batch `warmup` to the start of batch `warmup + steps`
+    (the device is synchronised there only), so the end-of-run work is not counted."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end = warmup, None, None
+    def __init__(self, warmup: int, steps: int) -> None:
+        self.warmup, self.steps, self.start, self.end = warmup, steps, None, None
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if trainer.global_step == self.warmup:
+        if batch_idx == self.warmup:
+            _sync(module.device)
             self.start = time.perf_counter()
+        elif batch_idx == self.warmup + self.steps:
+            _sync(module.device)
+            self.end = time.perf_counter()
 
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        self.end = time.perf_counter()
+    def seconds_per_step(self) -> float:
+        return (self.end - self.start) / self.steps
 
 
-def make_model(args):
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def compose_config(overrides: list[str], args, out_dir: str):
+    GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
+        return compose(
             "train",
             overrides=[
-                f"dataset={args.dataset}",
-                f"regularizer={args.regularizer}",
-                f"model.width={args.width}",
+                *overrides,
+                f"dataset.batch_size={args.batch_size}",
+                f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
+                f"trainer.max_steps={args.warmup + args.steps + 1}",
+                "trainer.max_epochs=-1",
+                f"paths.output_dir={out_dir}",
+                f"paths.log_dir={out_dir}",
                 "paths.data_dir=data",
-                "paths.output_dir=.",
-                "paths.log_dir=.",
             ],
         )
+
+
+def make_datamodule(cfg, args):
+    """The config's datamodule; random uint8 images of its shape where the data is absent."""
+    datamodule = instantiate(cfg.dataset)
+    if datamodule.name == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
+        datamodule.setup()
+        return datamodule, "fashion_mnist"
+    n = (args.warmup + args.steps + 2) * args.batch_size
+    shape = (datamodule.channels, datamodule.image_size, datamodule.image_size)
+    generator = torch.Generator().manual_seed(0)
+    datamodule.splits = {
+        split: (
+            torch.randint(0, 256, (size, *shape), dtype=torch.uint8, generator=generator),
+            torch.zeros(size, dtype=torch.int64),
+        )
+        for split, size in (("train", n), ("val", 1000), ("test", 1000))
+    }
+    return datamodule, f"synthetic {'x'.join(map(str, shape))}"
+
+
+def new_model(cfg):
     torch.manual_seed(0)
     return build_model(cfg)
 
 
-def framework_images_per_second(args, datamodule) -> float:
-    model = make_model(args)
-    timer = StepTimer(args.warmup)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = L.Trainer(
-            accelerator=args.accelerator,
-            devices=1,
-            max_steps=args.warmup + args.steps,
-            logger=L.pytorch.loggers.CSVLogger(tmp),
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            log_every_n_steps=10,
-            callbacks=[timer],
-        )
-        trainer.fit(model, datamodule=datamodule)
-    return args.steps * datamodule.batch_size / (timer.end - timer.start)
-
-
-def plain_images_per_second(args, datamodule) -> float:
-    device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
-    model = make_model(args).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
-    loader = datamodule.train_dataloader()
+def run_plain(cfg, datamodule, args) -> float:
+    """Seconds per step of a PyTorch loop with the model's networks, loss and optimizer."""
+    device = torch.device(args.device)
+    model = new_model(cfg).to(device).train()
+    optimizers = model.configure_optimizers()
+    optimizer = (optimizers[0] if isinstance(optimizers, tuple) else optimizers)[0]
+    bf16 = cfg.trainer.precision == "bf16-mixed"
     step, start = 0, None
-    while step < args.warmup + args.steps:
-        for images, _ in loader:
+    while True:
+        for images, _ in datamodule.train_dataloader():
             if step == args.warmup:
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
+                _sync(device)
                 start = time.perf_counter()
             x = datamodule.to_float(images.to(device, non_blocking=True))
-            terms, _ = model.loss_terms(x)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                terms, _ = model.loss_terms(x)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
             step += 1
             if step == args.warmup + args.steps:
-                break
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return args.steps * datamodule.batch_size / (time.perf_counter() - start)
+                _sync(device)
+                return (time.perf_counter() - start) / args.steps
+
+
+def run_stripped(cfg, datamodule, args, out_dir: str) -> float:
+    """Seconds per step of a Lightning trainer with CSV logging only."""
+    timer = StepTimer(args.warmup, args.steps)
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision=cfg.trainer.precision,
+        max_steps=args.warmup + args.steps + 1,
+        logger=ResumableCSVLogger(out_dir, name="stripped"),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        callbacks=[timer],
+    )
+    trainer.fit(new_model(cfg), datamodule=datamodule)
+    return timer.seconds_per_step()
+
+
+def run_user(cfg, datamodule, args) -> float:
+    """Seconds per step of the trainer as `waebench-train` builds it."""
+    timer = StepTimer(args.warmup, args.steps)
+    trainer = build_trainer(cfg, extra_callbacks=[timer])
+    trainer.fit(new_model(cfg), datamodule=datamodule)
+    return timer.seconds_per_step()
+
+
+def measure(name: str, overrides: list[str], precision: str, args) -> dict:
+    with tempfile.TemporaryDirectory() as out_dir:
+        cfg = compose_config([*overrides, f"trainer.precision={precision}"], args, out_dir)
+        datamodule, data = make_datamodule(cfg, args)
+        times: dict[str, list[float]] = {"plain": [], "stripped": [], "user": []}
+        for _ in range(args.repeats):  # interleaved, best of each, to damp machine noise
+            times["plain"].append(run_plain(cfg, datamodule, args))
+            times["stripped"].append(run_stripped(cfg, datamodule, args, out_dir))
+            times["user"].append(run_user(cfg, datamodule, args))
+    best = {mode: min(values) for mode, values in times.items()}
+    batch = args.batch_size
+    result = {
+        "nets": name,
+        "data": data,
+        "width": cfg.model.width,
+        "precision": precision,
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "batch_size": batch,
+        "steps": args.steps,
+        "ms_per_step": {mode: 1e3 * t for mode, t in best.items()},
+        "runs_ms_per_step": {mode: [1e3 * t for t in ts] for mode, ts in times.items()},
+        "images_per_s": {mode: batch / t for mode, t in best.items()},
+        "ratio_stripped": best["plain"] / best["stripped"],
+        "ratio_user": best["plain"] / best["user"],
+        "framework_ms_per_step": 1e3 * (best["user"] - best["plain"]),
+    }
+    ips, ms = result["images_per_s"], result["ms_per_step"]
+    print(
+        f"\n{name} nets (width {result['width']}), {data}, {precision}, {result['device']}, "
+        f"batch {batch}, {args.steps} steps, threads {result['threads']}"
+    )
+    for mode in times:
+        runs = ", ".join(f"{t:.2f}" for t in result["runs_ms_per_step"][mode])
+        print(f"  {mode:9s}: {ips[mode]:9.1f} images/s  {ms[mode]:8.2f} ms/step  (runs: {runs})")
+    print(
+        f"  ratio stripped/plain {result['ratio_stripped']:.3f}, user/plain "
+        f"{result['ratio_user']:.3f}; framework cost as the user runs it "
+        f"{result['framework_ms_per_step']:.2f} ms/step"
+    )
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--dataset",
-        default="fashion_mnist" if Path("/usr/share/datasets/fashion-mnist").is_dir() else "digits",
-    )
-    parser.add_argument("--regularizer", default="mmd")
-    parser.add_argument("--width", type=int, default=32)
+    cuda = torch.cuda.is_available()
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if cuda else "cpu")
+    parser.add_argument("--nets", nargs="+", choices=list(NETS), default=None)
+    parser.add_argument("--precision", nargs="+", default=None)
+    parser.add_argument("--width", type=int, default=2, help="of the tiny nets")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--accelerator", default="gpu" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
+    on_gpu = args.device == "cuda"
+    args.nets = args.nets or (["tiny", "paper"] if on_gpu else ["tiny"])
+    args.precision = args.precision or (["32-true", "bf16-mixed"] if on_gpu else ["32-true"])
 
-    datamodule = ImageDataModule(
-        args.dataset,
-        image_size=28,
-        channels=1,
-        batch_size=args.batch_size,
-        val_size=1000 if args.dataset != "digits" else 180,
-    )
-    datamodule.setup()
-    plain, framework = [], []
-    for _ in range(args.repeats):  # interleaved, best of each, to damp machine noise
-        plain.append(plain_images_per_second(args, datamodule))
-        framework.append(framework_images_per_second(args, datamodule))
-    p, f = max(plain), max(framework)
-    print(
-        f"dataset={args.dataset} regularizer={args.regularizer} width={args.width} "
-        f"batch={args.batch_size} steps={args.steps} device={args.accelerator} "
-        f"threads={torch.get_num_threads()}"
-    )
-    print(f"plain PyTorch loop : {p:9.1f} images/s  (runs: {', '.join(f'{v:.1f}' for v in plain)})")
-    print(
-        f"waebench (Lightning): {f:9.1f} images/s  (runs: {', '.join(f'{v:.1f}' for v in framework)})"
-    )
-    print(f"ratio framework/plain: {f / p:.3f}  (target >= 0.9)")
+    results = []
+    for nets in args.nets:
+        for name, overrides in NETS[nets].items():
+            if nets == "tiny":
+                overrides = [*overrides, f"model.width={args.width}"]
+            for precision in args.precision:
+                results.append(measure(name, overrides, precision, args))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+        print(f"\nresults: {args.json}")
 
 
 if __name__ == "__main__":

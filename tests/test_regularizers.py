@@ -129,4 +129,4 @@ def test_gan_step_updates_both_optimizers(train_config):
     assert any(
         not torch.equal(a, b) for a, b in zip(adversary_before, adversary_after, strict=True)
     )
-    assert "train/adversary" in trainer.callback_metrics
+    assert "train/adversary_epoch" in trainer.callback_metrics

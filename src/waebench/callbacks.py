@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from torchvision.utils import make_grid, save_image
 
 
@@ -93,3 +94,20 @@ class ResumeCheckpoint(L.Callback):
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
+
+
+def logs_this_step(trainer: L.Trainer) -> bool:
+    """Whether Lightning writes step metrics at the current training batch: every
+    `trainer.log_every_n_steps` batches, counted over the whole run. waebench reads
+    values from the device (a host-device sync) only on these steps."""
+    return trainer._logger_connector.should_update_logs
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar, refreshed only on the steps where Lightning logs (see
+    `logs_this_step`) and at the epoch's end: showing the loss reads it from the device,
+    so refreshing on every step would stall the GPU queue every step."""
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx: int) -> None:
+        if logs_this_step(trainer) or batch_idx + 1 == trainer.num_training_batches:
+            super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)

@@ -18,6 +18,7 @@ import torch
 from hydra.utils import instantiate
 from torch.optim.lr_scheduler import LambdaLR
 
+from waebench.callbacks import logs_this_step
 from waebench.fast import compile_with_fallback
 from waebench.prior import GaussianPrior
 from waebench.reconstruction import ReconstructionCost
@@ -32,6 +33,9 @@ class DivergenceError(RuntimeError):
 
 
 class AutoEncoder(L.LightningModule):
+    _divergence: dict[str, Any] | None = None  # on-device record of _check_finite
+    _train_sums: torch.Tensor | None = None  # on-device epoch sums of _log_terms
+
     def __init__(
         self,
         image_size: int,
@@ -121,26 +125,82 @@ class AutoEncoder(L.LightningModule):
         return {"loss": loss, "rec": rec, "penalty": penalty}, codes
 
     def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
-        if not torch.isfinite(terms["loss"]):
-            values = ", ".join(f"{k}={v.item():.6g}" for k, v in terms.items())
-            raise DivergenceError(
-                f"training diverged at step {self.global_step} (epoch {self.current_epoch}): "
-                f"non-finite loss ({values}). The last good checkpoint is kept; try a lower "
-                f"learning rate (model.optimizer.lr) or regularizer weight (regularizer.weight)."
-            )
+        """Record on the device whether `terms["loss"]` is finite, keeping the terms of the
+        first non-finite step; read the record (a host-device sync) only on the steps where
+        Lightning logs (`trainer.log_every_n_steps`), before every checkpoint and at the end
+        of training, so a diverging run stops within `log_every_n_steps` steps."""
+        values = torch.stack([v.detach().float() for v in terms.values()])
+        if self._divergence is None:
+            step = torch.full((), -1, dtype=torch.long, device=values.device)
+            self._divergence = {"step": step, "epoch": step.clone(), "values": values * 0}
+        record = self._divergence
+        first = ~torch.isfinite(values[0]) & (record["step"] < 0)
+        record["step"] = torch.where(first, self.global_step, record["step"])
+        record["epoch"] = torch.where(first, self.current_epoch, record["epoch"])
+        record["values"] = torch.where(first, values, record["values"])
+        record["names"] = list(terms)
+        if logs_this_step(self.trainer):
+            self._raise_if_diverged()
+
+    def _raise_if_diverged(self) -> None:
+        record = self._divergence
+        if record is None or record["step"].item() < 0:
+            return
+        values = ", ".join(
+            f"{name}={value:.6g}"
+            for name, value in zip(record["names"], record["values"].tolist(), strict=True)
+        )
+        raise DivergenceError(
+            f"training diverged at step {record['step'].item()} "
+            f"(epoch {record['epoch'].item()}): non-finite loss ({values}). The last good "
+            f"checkpoint is kept; try a lower learning rate (model.optimizer.lr) or "
+            f"regularizer weight (regularizer.weight)."
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._raise_if_diverged()  # never checkpoint weights trained on a non-finite loss
+
+    def on_train_start(self) -> None:
+        self._divergence = None
+        self._train_sums = None
+
+    def on_train_end(self) -> None:
+        self._raise_if_diverged()
 
     def _log_terms(self, stage: str, terms: dict[str, torch.Tensor], batch_size: int) -> None:
-        on_step = stage == "train"
-        for name, value in terms.items():
+        """`<stage>/<term>` epoch means. Training logs `train/<term>_step` on Lightning's
+        logging steps and `train/<term>_epoch`, the batch-size weighted mean summed on the
+        device, at the epoch's end: the steps between read nothing from the device."""
+        if stage != "train":
+            for name, value in terms.items():
+                self.log(
+                    f"{stage}/{name}",
+                    value,
+                    on_epoch=True,
+                    batch_size=batch_size,
+                    prog_bar=name == "loss",
+                    sync_dist=True,
+                )
+            return
+        values = torch.stack([v.detach().float() for v in terms.values()])
+        if self._train_sums is None:
+            self._train_sums, self._train_count = values * 0, 0
+        self._train_sums += values * batch_size
+        self._train_count += batch_size
+        self._train_names = list(terms)
+        if logs_this_step(self.trainer):
+            for name, value in zip(self._train_names, values, strict=True):
+                self.log(f"train/{name}_step", value, on_step=True, prog_bar=name == "loss")
+
+    def _log_train_epoch_means(self) -> None:
+        if self._train_sums is None:
+            return
+        means = self._train_sums / self._train_count
+        for name, value in zip(self._train_names, means, strict=True):
             self.log(
-                f"{stage}/{name}",
-                value,
-                on_step=on_step,
-                on_epoch=True,
-                batch_size=batch_size,
-                prog_bar=name == "loss",
-                sync_dist=not on_step,
+                f"train/{name}_epoch", value, on_epoch=True, prog_bar=name == "loss", sync_dist=True
             )
+        self._train_sums = None
 
     def training_step(self, batch, batch_idx: int):
         x, _ = batch
@@ -172,6 +232,7 @@ class AutoEncoder(L.LightningModule):
         self._log_terms("train", terms, len(x))
 
     def on_train_epoch_end(self) -> None:
+        self._log_train_epoch_means()
         if not self.automatic_optimization:
             for scheduler in self.lr_schedulers() or []:
                 scheduler.step()

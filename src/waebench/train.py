@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from waebench.evaluation import evaluate_into_metrics
@@ -67,6 +68,16 @@ def build_model(cfg: DictConfig):
     return instantiate(model_cfg, _recursive_=False, _convert_="all")
 
 
+def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.Trainer:
+    """The trainer with the config's callbacks and loggers (without its progress bar
+    when `trainer.enable_progress_bar=false`)."""
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    loggers = [instantiate(c) for c in cfg.get("logger", {}).values()]
+    return instantiate(cfg.trainer, callbacks=callbacks + list(extra_callbacks), logger=loggers)
+
+
 def epoch_means(metrics: dict[str, Any], stage: str) -> dict[str, float]:
     """{'loss': ..., 'rec': ...} from Lightning's `<stage>/<term>[_epoch]` metrics."""
     out = {}
@@ -87,9 +98,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     datamodule = instantiate(cfg.dataset)
     model = build_model(cfg)
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
-    loggers = [instantiate(c) for c in cfg.get("logger", {}).values()]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer = build_trainer(cfg)
+    loggers = trainer.loggers
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
