@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import ot
 import pytest
 import scipy.linalg
 import torch
@@ -32,6 +31,8 @@ from waebench.regularizers.w2_gaussian import (
     w2_squared_diagonal_to_isotropic,
 )
 from waebench.train import build_model, train
+
+ot = pytest.importorskip("ot", reason="POT (dev extra) checks the OT regularizers")
 
 OT_REGULARIZERS = ["w2_gaussian", "w2_gaussian_per_sample", "sliced", "sinkhorn"]
 
