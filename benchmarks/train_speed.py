@@ -19,7 +19,8 @@ Fashion-MNIST when installed, else random uint8 images of the dataset's shape
 
     python benchmarks/train_speed.py                          # CPU: tiny nets, float32
     python benchmarks/train_speed.py --device cuda --json speed.json  # tiny + paper, 32 and bf16
-    python benchmarks/train_speed.py --device cuda --nets paper --precision bf16-mixed
+    python benchmarks/train_speed.py --device cuda --nets paper --precision bf16-mixed \
+        model.channels_last=true model.compile=true      # with the speed options
 """
 
 from __future__ import annotations
@@ -182,6 +183,7 @@ def measure(name: str, overrides: list[str], precision: str, args) -> dict:
     batch = args.batch_size
     result = {
         "nets": name,
+        "overrides": args.overrides,
         "data": data,
         "width": cfg.model.width,
         "precision": precision,
@@ -226,6 +228,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "overrides", nargs="*", help="more waebench-train overrides, e.g. model.channels_last=true"
+    )
     args = parser.parse_args()
     on_gpu = args.device == "cuda"
     args.nets = args.nets or (["tiny", "paper"] if on_gpu else ["tiny"])
@@ -236,6 +241,7 @@ def main() -> None:
         for name, overrides in NETS[nets].items():
             if nets == "tiny":
                 overrides = [*overrides, f"model.width={args.width}"]
+            overrides = [*overrides, *args.overrides]
             for precision in args.precision:
                 results.append(measure(name, overrides, precision, args))
     if args.json:
