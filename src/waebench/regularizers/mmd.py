@@ -14,10 +14,11 @@ Unbiased estimator (the paper's U-statistic), for n codes z and n prior samples 
 It can be negative. The biased (V-statistic) estimator keeps the diagonal and
 divides all three terms by n^2.
 
-Memory: the kernel sums are taken over blocks of `block_size` rows, and each
-block is recomputed in the backward pass (`torch.utils.checkpoint`) instead of
-being stored, so memory grows as block_size x n, linearly in the batch, while
-the time stays O(n^2 d).
+Memory: above `block_size` codes, the kernel sums are taken over blocks of
+`block_size` rows, and each block is recomputed in the backward pass
+(`torch.utils.checkpoint`) instead of being stored, so memory grows as
+block_size x n, linearly in the batch, while the time stays O(n^2 d). A batch of
+at most `block_size` codes (the paper's 100) is one block, stored: no recompute.
 """
 
 from __future__ import annotations
@@ -39,11 +40,9 @@ def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def kernel_matrix(sq_dists: torch.Tensor, kernel: str, base: float, scales) -> torch.Tensor:
-    total = torch.zeros_like(sq_dists)
-    for s in scales:
-        c = base * s
-        total = total + (c / (c + sq_dists) if kernel == "imq" else torch.exp(-sq_dists / c))
-    return total
+    """k summed over the scales, all scales at once (a few kernels, not a few per scale)."""
+    c = base * sq_dists.new_tensor(scales).view(-1, *([1] * sq_dists.dim()))
+    return (c / (c + sq_dists) if kernel == "imq" else torch.exp(-sq_dists / c)).sum(0)
 
 
 def _block_kernel_sum(
@@ -71,7 +70,10 @@ def kernel_sum(
     skip_diagonal: bool = False,
     block_size: int = BLOCK_SIZE,
 ) -> torch.Tensor:
-    """sum_{i, j} k(x_i, y_j) blockwise over the rows of x, in memory O(block_size x len(y))."""
+    """sum_{i, j} k(x_i, y_j) blockwise over the rows of x, in memory O(block_size x len(y)).
+    A batch of at most block_size rows is one block, kept for the backward pass as it is."""
+    if len(x) <= block_size:
+        return _block_kernel_sum(x, y, 0, kernel, base, scales, skip_diagonal)
     keep_graph = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
     total = x.new_zeros(())
     for start in range(0, len(x), block_size):
