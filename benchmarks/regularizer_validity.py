@@ -65,7 +65,10 @@ def row(name: str, d: int, prior: GaussianPrior, reps: int) -> list[str]:
     regularizer = build(name, d)
     values = [expected_penalty(regularizer, prior, law, reps=reps) for law in (PRIOR, *WRONG_LAWS)]
     minimiser = parabola_minimiser(SCALES, scale_curve(regularizer, prior, SCALES, reps=reps))
-    shifted, scaled = pull(regularizer, prior, WRONG_LAWS[0]), pull(regularizer, prior, WRONG_LAWS[1])
+    shifted, scaled = (
+        pull(regularizer, prior, WRONG_LAWS[0]),
+        pull(regularizer, prior, WRONG_LAWS[1]),
+    )
     signs = ["+" if shifted.towards_origin > 0 else "-", "+" if -scaled.grow > 0 else "-"]
     return [*(f"{v:.3g}" for v in values), f"{minimiser:.2f}", *signs]
 
@@ -77,7 +80,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     laws = [PRIOR, *WRONG_LAWS]
-    header = ["regularizer", "d", *(law_title(law) for law in laws), "argmin s", "pull shifted", "pull scaled"]
+    header = [
+        "regularizer",
+        "d",
+        *(law_title(law) for law in laws),
+        "argmin s",
+        "pull shifted",
+        "pull scaled",
+    ]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name in args.regularizers:

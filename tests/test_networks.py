@@ -25,8 +25,12 @@ PAPER_SHAPES = {
 
 def layer_shapes(network: nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
     shapes = []
-    layers = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
-    hooks = [m.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:]))) for m in layers]
+    layers = [
+        m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
+    ]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:]))) for m in layers
+    ]
     with torch.no_grad():
         network.eval()(x)
     for hook in hooks:

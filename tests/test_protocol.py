@@ -8,9 +8,12 @@ import logging
 import lightning as L
 import pytest
 import torch
-from conftest import compose_train_config
+from conftest import DEBIAN_FASHION_MNIST, compose_train_config
 from hydra.utils import instantiate
 
+from waebench.data.datamodule import ImageDataModule
+from waebench.evaluation.metrics import latent_mmd, posterior_codes
+from waebench.model import load_model
 from waebench.train import build_model, train
 
 
@@ -89,7 +92,7 @@ def test_gan_max_steps_counts_iterations_like_every_other_model(train_config):
 
 
 def test_unknown_adversary_codes_is_refused(train_config):
-    with pytest.raises(Exception, match="adversary_codes='later'.*reencoded, step"):
+    with pytest.raises(Exception, match="adversary_codes=.*later.*valid values: reencoded, step"):
         build_model(train_config("regularizer=gan", "regularizer.adversary_codes=later"))
 
 
@@ -108,15 +111,14 @@ def test_e_pretrain_fits_the_codes_moments_to_the_prior_before_training(train_co
         "model.e_pretrain.enabled=true",
         "model.e_pretrain.sample_size=64",
         "model.e_pretrain.tolerance=0.02",
-        "model.optimizer.lr=0",  # only the pre-training moves the encoder
     ]
-    plain, _ = fit(train_config("model.optimizer.lr=0", run="plain"), max_steps=1)
+    plain, _ = fit(train_config(run="plain"), max_steps=1)
     pretrained, _ = fit(train_config(*pretrain, run="pretrained"), max_steps=1)
     datamodule = instantiate(train_config(run="data").dataset)
     datamodule.setup()
     x = datamodule.to_float(datamodule.splits["train"][0][:500])
-    assert moment_loss(plain, x) > 0.3
-    assert moment_loss(pretrained, x) < 0.1
+    before, after = moment_loss(plain, x), moment_loss(pretrained, x)
+    assert after < 0.06 and after < before / 4, (before, after)
 
 
 def test_e_pretrain_runs_once_not_again_on_resume(train_config, caplog):
@@ -137,3 +139,37 @@ def test_paper_experiments_use_the_official_protocol(tmp_path):
         assert cfg.model.encoder.padding == "same"
     sweep = compose_train_config(tmp_path / "sweep", ["sweep=wae_paper_table"])
     assert sweep.eval.fid.gmm
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not DEBIAN_FASHION_MNIST.is_dir(),
+    reason=f"real Fashion-MNIST absent from {DEBIAN_FASHION_MNIST}: "
+    "apt-get install dataset-fashion-mnist",
+)
+def test_wae_gan_pulls_real_fashion_mnist_codes_towards_the_prior(tmp_path):
+    """Issue 12, point 6: `experiment=quickstart dataset=fashion_mnist trainer.max_steps=300
+    seed=0`, scored as `latent_mmd/test` (1,000 test codes): WAE-GAN's codes end at most half
+    as far from the prior as the plain AE's (measured: 0.375 against 1.096)."""
+    datamodule = ImageDataModule("fashion_mnist", 28, 1)
+    datamodule.setup()
+    x = datamodule.to_float(datamodule.splits["test"][0][:1000])
+    distance = {}
+    for regularizer in ("none", "gan"):
+        cfg = compose_train_config(
+            tmp_path / regularizer,
+            [
+                "experiment=quickstart",
+                "dataset=fashion_mnist",
+                f"regularizer={regularizer}",
+                "trainer.max_steps=300",
+                "seed=0",
+                "trainer.accelerator=cpu",
+                "trainer.enable_progress_bar=false",
+                "eval.enabled=false",
+            ],
+        )
+        train(cfg)
+        model = load_model(cfg.paths.output_dir).eval()
+        distance[regularizer] = latent_mmd(posterior_codes(model, x), model.prior, seed=0)
+    assert distance["gan"] <= 0.5 * distance["none"], distance

@@ -72,7 +72,7 @@ def test_expected_penalty_is_smallest_at_the_prior_scale(tmp_path, name, d, vari
     points 1-2)."""
     regularizer, prior = build(tmp_path, name, d), GaussianPrior(d, variance)
     curve = scale_curve(regularizer, prior, GRID, reps=100)
-    assert 0 < curve.index(min(curve)) < len(GRID) - 1, dict(zip(GRID, curve))
+    assert 0 < curve.index(min(curve)) < len(GRID) - 1, dict(zip(GRID, curve, strict=True))
 
 
 @pytest.mark.parametrize(("d", "variance"), PAPER_LATENTS)
@@ -91,9 +91,7 @@ def test_the_former_estimators_fail_the_scale_check(biased, d, variance):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("d", "variance"), PAPER_LATENTS)
-def test_gan_adversary_tells_wrong_laws_from_the_prior_and_pulls_towards_it(
-    tmp_path, d, variance
-):
+def test_gan_adversary_tells_wrong_laws_from_the_prior_and_pulls_towards_it(tmp_path, d, variance):
     prior = GaussianPrior(d, variance)
     divergence = {}
     for law in (PRIOR, *WRONG_LAWS):

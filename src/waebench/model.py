@@ -250,7 +250,9 @@ class AutoEncoder(L.LightningModule):
         """`model.e_pretrain`: pre-train the encoder once, before the first step of a fresh run."""
         settings = self.hparams.get("e_pretrain")
         if settings and settings.get("enabled") and self.global_step == 0:
-            self.pretrain_encoder(settings["sample_size"], settings["max_steps"], settings["tolerance"])
+            self.pretrain_encoder(
+                settings["sample_size"], settings["max_steps"], settings["tolerance"]
+            )
 
     def pretrain_encoder(self, sample_size: int, max_steps: int, tolerance: float) -> int:
         """The official code's `e_pretrain`, before the first training step: the encoder

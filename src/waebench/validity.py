@@ -125,7 +125,9 @@ def train_adversary(
     """`steps` Adam steps (lr `gan.adversary_lr`) of the adversary on fresh batches of
     codes of law `law` against prior samples."""
     torch.manual_seed(seed)
-    optimizer = torch.optim.Adam(gan.adversary.parameters(), lr=gan.adversary_lr, betas=(0.5, 0.999))
+    optimizer = torch.optim.Adam(
+        gan.adversary.parameters(), lr=gan.adversary_lr, betas=(0.5, 0.999)
+    )
     for step in range(steps):
         z = law_codes(law, prior, noise(100_000 + step, n, prior.latent_dim)).z.detach()
         optimizer.zero_grad(set_to_none=True)

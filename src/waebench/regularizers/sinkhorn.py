@@ -120,7 +120,5 @@ class SinkhornPenalty(LatentRegularizer):
     def forward(self, codes: Codes, prior: GaussianPrior) -> torch.Tensor:
         z = codes.z
         z_prior = prior.sample(len(z), device=z.device).to(z.dtype)
-        divergence = (
-            split_sinkhorn_divergence if self.estimator == "split" else sinkhorn_divergence
-        )
+        divergence = split_sinkhorn_divergence if self.estimator == "split" else sinkhorn_divergence
         return divergence(z, z_prior, self.blur_for(prior), self.scaling, self.backend)
