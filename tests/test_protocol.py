@@ -107,18 +107,21 @@ def moment_loss(model, x: torch.Tensor) -> float:
 
 
 def test_e_pretrain_fits_the_codes_moments_to_the_prior_before_training(train_config):
+    """With sigma_z^2 = 4 the fresh encoder's codes (variance ~1) are far from the prior's
+    moments; the pre-training brings them there before the first step."""
+    common = ["model.prior_var=4"]
     pretrain = [
         "model.e_pretrain.enabled=true",
         "model.e_pretrain.sample_size=64",
-        "model.e_pretrain.tolerance=0.02",
+        "model.e_pretrain.tolerance=0.05",
     ]
-    plain, _ = fit(train_config(run="plain"), max_steps=1)
-    pretrained, _ = fit(train_config(*pretrain, run="pretrained"), max_steps=1)
+    plain, _ = fit(train_config(*common, run="plain"), max_steps=1)
+    pretrained, _ = fit(train_config(*common, *pretrain, run="pretrained"), max_steps=1)
     datamodule = instantiate(train_config(run="data").dataset)
     datamodule.setup()
     x = datamodule.to_float(datamodule.splits["train"][0][:500])
     before, after = moment_loss(plain, x), moment_loss(pretrained, x)
-    assert after < 0.06 and after < before / 4, (before, after)
+    assert before > 0.5 and after < before / 5, (before, after)
 
 
 def test_e_pretrain_runs_once_not_again_on_resume(train_config, caplog):
