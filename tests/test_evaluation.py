@@ -114,6 +114,8 @@ def test_vae_evaluation_reports_the_kl_term(tmp_path, cache_dir):
     # KL(N(m, s^2) || N(0, 1)) = 1/2 sum(s^2 + m^2 - 1 - log s^2), averaged over images.
     kl = 0.5 * (log_var.exp() + mean**2 - 1 - log_var).sum(1).mean().item()
     assert results["kl/test"]["value"] == pytest.approx(kl, rel=1e-5)
+    assert results["latent_mmd/test"]["codes"] == "sampled"  # Q_Z, what the penalty matches
+    assert results["latent_mmd_means/test"]["codes"] == "means"
 
 
 def test_gmm_sampler_fits_the_codes():

@@ -10,6 +10,7 @@ the others use automatic optimization.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from waebench.prior import GaussianPrior
 from waebench.reconstruction import ReconstructionCost
 from waebench.regularizers import Codes, LatentRegularizer
 from waebench.schedule import MilestoneDecay
+
+log = logging.getLogger(__name__)
 
 OUTPUT_ACTIVATIONS = {(0.0, 1.0): torch.sigmoid, (-1.0, 1.0): torch.tanh}
 
@@ -52,6 +55,7 @@ class AutoEncoder(L.LightningModule):
         lr_schedule: dict[str, Any] | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        e_pretrain: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -163,6 +167,7 @@ class AutoEncoder(L.LightningModule):
     def on_train_start(self) -> None:
         self._divergence = None
         self._train_sums = None
+        self._e_pretrain()
 
     def on_train_end(self) -> None:
         self._raise_if_diverged()
@@ -212,7 +217,14 @@ class AutoEncoder(L.LightningModule):
         return self._adversarial_step(x)
 
     def _adversarial_step(self, x: torch.Tensor) -> None:
-        """One encoder/decoder step on rec + weight * penalty, then one adversary step."""
+        """One encoder/decoder step on rec + weight * penalty, then one adversary step on
+        the codes of the same batch: re-encoded by the updated encoder
+        (`adversary_codes: reencoded`, the official code's order) or the codes the
+        auto-encoder step used (`adversary_codes: step`, one encoder pass fewer).
+
+        The adversary's step goes through the strategy (mixed precision included) but not
+        through Lightning's step counter, so `trainer.max_steps` and `global_step` count
+        iterations, as for every other regularizer."""
         opt_ae, opt_adversary = self.optimizers()
         terms, codes = self.loss_terms(x)
         self._check_finite(terms)
@@ -222,14 +234,71 @@ class AutoEncoder(L.LightningModule):
         opt_ae.step()
         self.untoggle_optimizer(opt_ae)
 
+        if self.regularizer.adversary_codes == "reencoded":
+            with torch.no_grad():
+                codes = self.codes(x)
         self.toggle_optimizer(opt_adversary)
         adversary_loss = self.regularizer.adversary_loss(codes.z, self.prior)
         opt_adversary.zero_grad(set_to_none=True)
         self.manual_backward(adversary_loss)
-        opt_adversary.step()
+        self.trainer.strategy.optimizer_step(opt_adversary.optimizer, closure=lambda: None)
         self.untoggle_optimizer(opt_adversary)
         terms["adversary"] = adversary_loss.detach()
         self._log_terms("train", terms, len(x))
+
+    def _e_pretrain(self) -> None:
+        """`model.e_pretrain`: pre-train the encoder once, before the first step of a fresh run."""
+        settings = self.hparams.get("e_pretrain")
+        if settings and settings.get("enabled") and self.global_step == 0:
+            self.pretrain_encoder(
+                settings["sample_size"], settings["max_steps"], settings["tolerance"]
+            )
+
+    def pretrain_encoder(self, sample_size: int, max_steps: int, tolerance: float) -> int:
+        """The official code's `e_pretrain`, before the first training step: the encoder
+        alone takes up to `max_steps` steps of the model's optimizer (a fresh one), each on
+        `sample_size` training images, on the distance of its codes' first two moments to
+        the prior's,
+
+            mean_j m_j^2 + mean_jk (S_jk - sigma_z^2 I_jk)^2   (m, S: mean, covariance),
+
+        and stops once it is below `tolerance`. Returns the number of steps taken."""
+        optimizer = instantiate(dict(self.hparams.optimizer), params=self.encoder.parameters())
+        target = self.prior.variance * torch.eye(self.prior.latent_dim, device=self.device)
+        images = self._training_images(sample_size)
+        loss = torch.tensor(float("inf"))
+        step = 0
+        with torch.enable_grad():
+            while step < max_steps:
+                z = self.codes(next(images)).z
+                centred = z - z.mean(0)
+                covariance = centred.T @ centred / (len(z) - 1)
+                loss = z.mean(0).pow(2).mean() + (covariance - target).pow(2).mean()
+                if loss.item() < tolerance:
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for tensor in [*self.encoder.parameters(), *self.encoder.buffers()]:
+                torch.distributed.broadcast(tensor.data, src=0)  # ranks saw different images
+        log.info("e_pretrain: %d encoder steps, moment loss %.4g", step, loss.item())
+        return step
+
+    def _training_images(self, count: int):
+        """Endless batches of `count` training images, in order through the train loader."""
+        datamodule = self.trainer.datamodule or self
+        chunks: list[torch.Tensor] = []
+        while True:
+            for batch in self.trainer.train_dataloader:
+                images, labels = datamodule.on_after_batch_transfer(
+                    (batch[0].to(self.device), batch[1]), 0
+                )
+                chunks.append(images)
+                if sum(len(c) for c in chunks) >= count:
+                    yield torch.cat(chunks)[:count]
+                    chunks = []
 
     def on_train_epoch_end(self) -> None:
         self._log_train_epoch_means()

@@ -4,7 +4,13 @@ With `width` w (the paper: 128) and kernel k (the paper: 4 at 28x28, 5 at 64x64)
 
 - encoder: 4 x [Conv(k, stride 2) -> BatchNorm -> ReLU] with w, 2w, 4w, 8w
   filters, then a linear layer to the code (twice its size for a Gaussian
-  encoder: mean and log-variance);
+  encoder: mean and log-variance). `padding: same` is TensorFlow's SAME padding,
+  as in the official code: each convolution outputs ceil(size / 2), padded with
+  the odd pixel at the bottom/right (28 -> 14 -> 7 -> 4 -> 2, so 2 x 2 x 8w
+  features at 28x28; 64 -> 32 -> 16 -> 8 -> 4). `padding: torch` is the symmetric
+  (k - 1) // 2 of earlier runs (28 -> 14 -> 7 -> 3 -> 1); it is the constructor's
+  default so that their checkpoints, which do not name a padding, load and compute
+  as trained (conf/model/dcgan.yaml sets `same` for new runs);
 - decoder: linear to s x s x 8w, ReLU, then per doubling of the size
   [ConvTranspose(k, stride 2) -> BatchNorm -> ReLU] halving the filters, then a
   stride-1 convolution to the image channels. s = 7 for 28x28 (two doublings),
@@ -16,10 +22,14 @@ matches the data range (sigmoid for [0, 1], tanh for [-1, 1]).
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ENCODER_LAYERS = 4
+PADDINGS = ("same", "torch")
 PAPER_KERNEL_SIZE = {28: 4, 64: 5}
 
 
@@ -31,6 +41,29 @@ def decoder_doublings(image_size: int) -> int:
     return 2 if image_size <= 32 else 3
 
 
+class SameConv2d(nn.Conv2d):
+    """A Conv2d with TensorFlow's SAME padding: output size ceil(size / stride), the total
+    padding max((out - 1) * stride + k - size, 0) split with the extra pixel at the end."""
+
+    def __init__(self, in_channels: int, out_channels: int, k: int, stride: int, **kwargs):
+        super().__init__(in_channels, out_channels, k, stride=stride, padding=0, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, stride in zip(
+            x.shape[:1:-1], self.kernel_size[::-1], self.stride[::-1], strict=True
+        ):
+            total = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads))
+
+
+def encoder_conv(in_channels: int, out_channels: int, k: int, padding: str) -> nn.Conv2d:
+    if padding == "same":
+        return SameConv2d(in_channels, out_channels, k, stride=2, bias=False)
+    return nn.Conv2d(in_channels, out_channels, k, stride=2, padding=(k - 1) // 2, bias=False)
+
+
 class ConvEncoder(nn.Module):
     def __init__(
         self,
@@ -39,15 +72,20 @@ class ConvEncoder(nn.Module):
         out_features: int,
         width: int = 128,
         kernel_size: int | None = None,
+        padding: str = "torch",
     ) -> None:
         super().__init__()
+        if padding not in PADDINGS:
+            raise ValueError(
+                f"model.encoder.padding={padding!r}; valid values: {', '.join(PADDINGS)}"
+            )
         k = kernel_size or paper_kernel_size(image_size)
         layers: list[nn.Module] = []
         in_channels = channels
         for i in range(ENCODER_LAYERS):
             out_channels = width * 2**i
             layers += [
-                nn.Conv2d(in_channels, out_channels, k, stride=2, padding=(k - 1) // 2, bias=False),
+                encoder_conv(in_channels, out_channels, k, padding),
                 nn.BatchNorm2d(out_channels),
                 nn.ReLU(inplace=True),
             ]

@@ -30,9 +30,8 @@ from waebench.evaluation.fid import (
     require_inception_weights,
     to_uint8,
 )
-from waebench.evaluation.metrics import latent_mmd, mean_kl, reconstruction_errors
+from waebench.evaluation.metrics import latent_mmd_entries, mean_kl, reconstruction_errors
 from waebench.io import write_json_atomic
-from waebench.regularizers.mmd import PAPER_SCALES
 from waebench.samplers import GMMSampler, PriorSampler
 
 log = logging.getLogger(__name__)
@@ -177,7 +176,8 @@ def fid_results(model, datamodule, settings, notes: list[str]) -> dict[str, dict
 
 
 def test_results(model, datamodule, settings) -> dict[str, dict]:
-    """rec/test, mse/test, latent_mmd/test and (Gaussian encoders) kl/test."""
+    """rec/test, mse/test, latent_mmd/test and (Gaussian encoders) latent_mmd_means/test
+    and kl/test."""
     images = datamodule.splits[settings.split][0]
     x = datamodule.to_float(images)
     split = f"{datamodule.name}:{settings.split}"
@@ -187,17 +187,8 @@ def test_results(model, datamodule, settings) -> dict[str, dict]:
         "rec/test": {"value": errors["rec"], "cost": model.reconstruction.name, **common},
         "mse/test": {"value": errors["mse"], **common},
     }
-    codes = encode_images(model, x[: settings.latent_mmd_codes], settings.batch_size)
-    results["latent_mmd/test"] = {
-        "value": latent_mmd(codes, model.prior, settings.seed),
-        "num_codes": len(codes),
-        "kernel": "imq",
-        "base": 2.0 * model.prior.latent_dim * model.prior.variance,
-        "scales": list(PAPER_SCALES),
-        "estimator": "unbiased",
-        "real": split,
-        "seed": settings.seed,
-    }
+    x_codes = x[: settings.latent_mmd_codes]
+    results.update(latent_mmd_entries(model, x_codes, settings.batch_size, settings.seed, split))
     if model.regularizer.gaussian_encoder:
         results["kl/test"] = {"value": mean_kl(model, x, settings.batch_size), **common}
     return results

@@ -20,6 +20,8 @@ from torch import nn
 from waebench.prior import GaussianPrior
 from waebench.regularizers.base import Codes, LatentRegularizer
 
+ADVERSARY_CODES = ("reencoded", "step")
+
 
 class LatentAdversary(nn.Module):
     def __init__(self, latent_dim: int, hidden: int = 512, layers: int = 4) -> None:
@@ -46,9 +48,16 @@ class GANPenalty(LatentRegularizer):
         hidden: int = 512,
         layers: int = 4,
         prior_trick: bool = False,
+        adversary_codes: str = "reencoded",
         gaussian_encoder: bool = False,
     ) -> None:
+        if adversary_codes not in ADVERSARY_CODES:
+            raise ValueError(
+                f"regularizer.adversary_codes={adversary_codes!r}; valid values: "
+                f"{', '.join(ADVERSARY_CODES)}"
+            )
         super().__init__(weight, gaussian_encoder)
+        self.adversary_codes = adversary_codes
         self.adversary = LatentAdversary(latent_dim, hidden, layers)
         self.adversary_lr, self.prior_trick = adversary_lr, prior_trick
 
