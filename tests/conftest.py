@@ -6,6 +6,7 @@ import gzip
 import struct
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
@@ -33,6 +34,22 @@ TINY = [
     "callbacks.image_grids.n_images=16",
     "++eval.enabled=false",
 ]
+
+
+class CrashAt(L.Callback):
+    """Raises at the start of training step `step`: a training that crashes there
+    (add with `+callbacks.crash._target_=conftest.CrashAt +callbacks.crash.step=<step>`)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"crashed at step {self.step}")
+
+
+def crash_at(step: int) -> list[str]:
+    return ["+callbacks.crash._target_=conftest.CrashAt", f"+callbacks.crash.step={step}"]
 
 
 def compose_config(name: str, output_dir: Path, overrides: list[str]) -> DictConfig:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
+import time
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from torchvision.utils import make_grid, save_image
+
+from waebench.run.record import atomic_path
 
 
 class ImageGrids(L.Callback):
@@ -61,19 +63,37 @@ class ImageGrids(L.Callback):
 
 class ResumeCheckpoint(L.Callback):
     """Keeps `<dirpath>/last.ckpt` current for resuming a killed run: written at
-    every epoch end and every `every_n_train_steps` steps inside an epoch, each
-    time to a temporary file renamed over the old one (a kill mid-write leaves
-    the previous checkpoint intact).
+    every epoch end, and inside an epoch every `every_n_train_steps` steps and
+    after `every_n_minutes` minutes of training since the last one (each may be
+    null), each time to a temporary file renamed over the old one (a kill
+    mid-write leaves the previous checkpoint intact).
 
     No step checkpoint is written on an epoch's last batch: the epoch-end one
     follows, and Lightning cannot resume exactly from a checkpoint taken
     between an epoch's last batch and its end.
     """
 
-    def __init__(self, dirpath: str, every_n_train_steps: int | None = 500) -> None:
+    def __init__(
+        self,
+        dirpath: str,
+        every_n_train_steps: int | None = 500,
+        every_n_minutes: float | None = 10,
+    ) -> None:
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_train_steps = every_n_train_steps
+        self.every_n_minutes = every_n_minutes
         self._epoch_finished = False
+        self._saved_at = time.monotonic()
+
+    def on_train_start(self, trainer: L.Trainer, module) -> None:
+        self._saved_at = time.monotonic()
+
+    def _minutes_passed(self, trainer: L.Trainer) -> bool:
+        """Whether `every_n_minutes` passed, decided by rank 0 for all ranks."""
+        if not self.every_n_minutes or not logs_this_step(trainer):  # steps that sync anyway
+            return False
+        passed = time.monotonic() - self._saved_at >= 60 * self.every_n_minutes
+        return bool(trainer.strategy.broadcast(passed))
 
     def on_train_batch_end(
         self, trainer: L.Trainer, module, outputs, batch, batch_idx: int
@@ -82,7 +102,7 @@ class ResumeCheckpoint(L.Callback):
         step = trainer.global_step
         stopping = trainer.max_steps != -1 and step >= trainer.max_steps
         due = stopping or (self.every_n_train_steps and step % self.every_n_train_steps == 0)
-        if due and not self._epoch_finished:
+        if not self._epoch_finished and (due or self._minutes_passed(trainer)):
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
@@ -90,10 +110,9 @@ class ResumeCheckpoint(L.Callback):
             self.save(trainer)
 
     def save(self, trainer: L.Trainer) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp)
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+        with atomic_path(self.path, commit=trainer.is_global_zero) as tmp:
+            trainer.save_checkpoint(tmp)
+        self._saved_at = time.monotonic()
 
 
 def logs_this_step(trainer: L.Trainer) -> bool:
