@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import os
+import signal
 import struct
 from pathlib import Path
 
@@ -46,6 +48,35 @@ class CrashAt(L.Callback):
     def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
         if trainer.global_step == self.step:
             raise RuntimeError(f"crashed at step {self.step}")
+
+
+class NanWeights(L.Callback):
+    """Makes every weight NaN when training starts: a loss that is not finite at step 0."""
+
+    def on_train_start(self, trainer, module) -> None:
+        for parameter in module.parameters():
+            parameter.data.fill_(float("nan"))
+
+
+class KillAt(L.Callback):
+    """kill -9 of this process at `hook` of training step `step`: before the step, after it
+    (and after the step's checkpoint), or while the first checkpoint from `step` on is made."""
+
+    def __init__(self, step: int, hook: str) -> None:
+        self.step, self.hook = step, hook
+
+    def _kill(self, hook: str, due: bool) -> None:
+        if hook == self.hook and due:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
+        self._kill("on_train_batch_start", trainer.global_step == self.step)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx: int) -> None:
+        self._kill("on_train_batch_end", trainer.global_step == self.step)
+
+    def on_save_checkpoint(self, trainer, module, checkpoint) -> None:
+        self._kill("on_save_checkpoint", trainer.global_step >= self.step)
 
 
 def crash_at(step: int) -> list[str]:
