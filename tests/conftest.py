@@ -79,6 +79,27 @@ class KillAt(L.Callback):
         self._kill("on_save_checkpoint", trainer.global_step >= self.step)
 
 
+class Sabotage(L.Callback):
+    """For the sweep tests: the job with seed `kill_seed` is killed (SIGKILL) at its second
+    step, the one with seed `nan_seed` diverges at its first (NaN weights). The job's seed is
+    the one `L.seed_everything` was given."""
+
+    def __init__(self, kill_seed: int, nan_seed: int) -> None:
+        self.kill_seed, self.nan_seed = kill_seed, nan_seed
+
+    @property
+    def seed(self) -> int:
+        return int(os.environ["PL_GLOBAL_SEED"])
+
+    def on_train_start(self, trainer, module) -> None:
+        if self.seed == self.nan_seed:
+            NanWeights().on_train_start(trainer, module)
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
+        if self.seed == self.kill_seed and trainer.global_step == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 def crash_at(step: int) -> list[str]:
     return ["+callbacks.crash._target_=conftest.CrashAt", f"+callbacks.crash.step={step}"]
 

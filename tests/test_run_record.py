@@ -246,3 +246,45 @@ def test_kill_9_at_ten_seeded_points_resumes_to_the_same_weights(tmp_path):
     )
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+# ---- a sweep of six jobs -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_killed_a_diverging_and_a_corrupt_job_is_reported_in_full(tmp_path):
+    """Six jobs on two simulated GPUs (one process per job): seed 1 is killed (SIGKILL), seed 2
+    diverges, seed 3 completes but its metrics.json is then corrupted. The other three
+    complete, and waebench-report lists all six with what became of each."""
+    command = [
+        str(BIN / "waebench-train"), "-m", *TINY, "seed=0,1,2,3,4,5",
+        "launcher=gpus", "hydra.launcher.devices=[0,1]",
+        "+callbacks.sabotage._target_=conftest.Sabotage",
+        "+callbacks.sabotage.kill_seed=1", "+callbacks.sabotage.nan_seed=2",
+        f"paths.log_dir={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]  # fmt: skip
+    done = subprocess.run(command, env=SUBPROCESS_ENV, capture_output=True, text=True)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "2 of 6 jobs did not complete" in done.stdout + done.stderr
+    jobs = {int(d.name.split("seed=")[1].split(",")[0]): d for d in (tmp_path / "sweep").iterdir()
+            if d.is_dir() and "seed=" in d.name}  # fmt: skip
+    assert sorted(jobs) == [0, 1, 2, 3, 4, 5]
+    statuses = {seed: read(run_dir)["status"] for seed, run_dir in jobs.items()}
+    assert statuses == {0: "completed", 1: "failed", 2: "diverged", 3: "completed",
+                        4: "completed", 5: "completed"}  # fmt: skip
+    assert "signal 9" in read(jobs[1])["error"] or "-9" in read(jobs[1])["error"]
+    (jobs[3] / "metrics.json").write_text(read(jobs[3]).__repr__()[:40])  # not JSON any more
+
+    out = tmp_path / "report"
+    listed = subprocess.run([str(BIN / "waebench-report"), str(tmp_path / "sweep"),
+                             "--out", str(out)], env=SUBPROCESS_ENV, capture_output=True, text=True)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    markdown = (out / "report.md").read_text()
+    failures = markdown.split("## Failed and unfinished runs")[1]
+    for seed, status in ((1, "failed"), (2, "diverged"), (3, "unreadable")):
+        (line,) = [row for row in failures.splitlines() if str(jobs[seed]) in row]
+        assert f"| {status} |" in line, line
+    assert str(jobs[3] / "metrics.json") in failures
+    for seed in (0, 4, 5):
+        assert str(jobs[seed]) not in failures
+    assert "3/6" in markdown or "3 of 6" in markdown, markdown[:2000]

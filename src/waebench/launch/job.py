@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from waebench.run.record import NOT_IN_DIRNAME, RunFolderBusy, check_same_job, record_failure
+from waebench.run.record import NOT_JOB_KEYS, RunFolderBusy, check_same_job, record_failure
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def job_dirname(overrides: list[str]) -> str:
     Top-level choices (regularizer, dataset, seed, ...) come first, dotted keys after, each
     part sorted; '/' becomes '-'. A name longer than MAX_DIRNAME characters keeps its start
     and ends with a hash of the whole, so it stays unique."""
-    kept = [o for o in overrides if override_key(o).split(".")[0] not in NOT_IN_DIRNAME]
+    kept = [o for o in overrides if override_key(o).split(".")[0] not in NOT_JOB_KEYS]
     kept.sort(key=lambda o: ("." in override_key(o), override_key(o), o))
     name = ",".join(kept).replace("/", "-") or "default"
     if len(name) <= MAX_DIRNAME:

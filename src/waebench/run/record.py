@@ -53,12 +53,10 @@ class Status(StrEnum):
     UNREADABLE = "unreadable"
 
 
-# The identity of a job. Config keys that do not change what a job computes (where it
-# writes, how it logs and checkpoints, the evaluation after training): two launches differing
-# only there are the same job.
+# The identity of a job. Config keys (and override groups) that do not change what a job
+# computes (where it writes, how it logs and checkpoints, where it runs, the evaluation after
+# training): two launches differing only there are the same job, in the same sweep folder.
 NOT_JOB_KEYS = ("paths", "logger", "ckpt_path", "callbacks", "eval", "hydra", "launcher", "sweep")
-# Overrides left out of a sweep job's folder name (the launcher and sweep choices, ...).
-NOT_IN_DIRNAME = ("ckpt_path", "launcher", "sweep", "logger", "paths", "hydra")
 # Keys that do not make two runs different models in a report: the job keys above, the seed,
 # and how many devices computed a run.
 NOT_MODEL_KEYS = (
