@@ -82,6 +82,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if earlier and earlier["status"] == Status.COMPLETED:
             log.info("Skipping %s: completed by an earlier launch (its record is kept)", output_dir)
             return earlier
+        record.remove_temporaries(output_dir)
         record.write_config(output_dir, cfg)
         return fit_and_test(cfg, output_dir, earlier)
 

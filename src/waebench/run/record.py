@@ -292,16 +292,25 @@ def checkpoint_problem(path: str | Path) -> str | None:
 
 
 def checkpoints(run_dir: str | Path) -> list[Path]:
-    """The run's checkpoints, newest first."""
+    """The run's checkpoints: `last.ckpt` (the one made for resuming) first, the others
+    newest first."""
     folder = Path(run_dir) / CHECKPOINTS
     found = folder.glob("*.ckpt") if folder.is_dir() else []
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+    return sorted(found, key=lambda p: (p.name != "last.ckpt", -p.stat().st_mtime))
+
+
+def remove_temporaries(run_dir: str | Path) -> None:
+    """Remove the temporary files of writes that a killed process left half done (call it
+    holding the run's lock: nobody else writes there then)."""
+    for pattern in (".*.tmp", f"{CHECKPOINTS}/.*.tmp"):
+        for path in Path(run_dir).glob(pattern):
+            path.unlink(missing_ok=True)
 
 
 def resume_checkpoint(ckpt_path: str | None, run_dir: str | Path) -> str | None:
     """The checkpoint to resume from: `ckpt_path` itself (it must be readable), or for `auto`
-    the run's newest readable checkpoint (skipping, and naming, truncated or garbage ones);
-    None starts fresh."""
+    the run's `last.ckpt`, else its newest readable checkpoint (skipping, and naming,
+    truncated or garbage ones); None starts fresh."""
     if ckpt_path != "auto":
         if ckpt_path:
             if not Path(ckpt_path).is_file():
