@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from torchvision.utils import make_grid, save_image
@@ -71,6 +74,11 @@ class ResumeCheckpoint(L.Callback):
     No step checkpoint is written on an epoch's last batch: the epoch-end one
     follows, and Lightning cannot resume exactly from a checkpoint taken
     between an epoch's last batch and its end.
+
+    Every checkpoint also holds the random number generators' states (torch,
+    CUDA, NumPy, Python; Lightning saves none), restored when training resumes,
+    so that the prior samples of the regularizers continue as in an
+    uninterrupted run.
     """
 
     def __init__(
@@ -84,9 +92,19 @@ class ResumeCheckpoint(L.Callback):
         self.every_n_minutes = every_n_minutes
         self._epoch_finished = False
         self._saved_at = time.monotonic()
+        self._rng_states: dict[str, Any] | None = None
 
     def on_train_start(self, trainer: L.Trainer, module) -> None:
         self._saved_at = time.monotonic()
+        if self._rng_states is not None:  # after Lightning's sanity check, which isolates them
+            set_rng_states(self._rng_states)
+            self._rng_states = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, module, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, trainer: L.Trainer, module, checkpoint: dict[str, Any]) -> None:
+        self._rng_states = checkpoint.get("rng_states")
 
     def _minutes_passed(self, trainer: L.Trainer) -> bool:
         """Whether `every_n_minutes` passed, decided by rank 0 for all ranks."""
@@ -113,6 +131,22 @@ class ResumeCheckpoint(L.Callback):
         with atomic_path(self.path, commit=trainer.is_global_zero) as tmp:
             trainer.save_checkpoint(tmp)
         self._saved_at = time.monotonic()
+
+
+def rng_states() -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    states["python"] = random.getstate()
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def logs_this_step(trainer: L.Trainer) -> bool:
