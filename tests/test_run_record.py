@@ -236,7 +236,7 @@ def test_kill_9_at_ten_seeded_points_resumes_to_the_same_weights(tmp_path):
             tmp_path / "killed", *common, "+callbacks.kill._target_=conftest.KillAt",
             f"+callbacks.kill.step={step}", f"+callbacks.kill.hook={hook}",
         )  # fmt: skip
-        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
     done = run_train(tmp_path / "killed", *common)
     assert done.returncode == 0, done.stderr[-3000:]
     assert read(tmp_path / "killed" / "run")["global_step"] == 30
