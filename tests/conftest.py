@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import os
+import signal
 import struct
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
@@ -33,6 +36,72 @@ TINY = [
     "callbacks.image_grids.n_images=16",
     "++eval.enabled=false",
 ]
+
+
+class CrashAt(L.Callback):
+    """Raises at the start of training step `step`: a training that crashes there
+    (add with `+callbacks.crash._target_=conftest.CrashAt +callbacks.crash.step=<step>`)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"crashed at step {self.step}")
+
+
+class NanWeights(L.Callback):
+    """Makes every weight NaN when training starts: a loss that is not finite at step 0."""
+
+    def on_train_start(self, trainer, module) -> None:
+        for parameter in module.parameters():
+            parameter.data.fill_(float("nan"))
+
+
+class KillAt(L.Callback):
+    """kill -9 of this process at `hook` of training step `step`: before the step, after it
+    (and after the step's checkpoint), or while the first checkpoint from `step` on is made."""
+
+    def __init__(self, step: int, hook: str) -> None:
+        self.step, self.hook = step, hook
+
+    def _kill(self, hook: str, due: bool) -> None:
+        if hook == self.hook and due:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
+        self._kill("on_train_batch_start", trainer.global_step == self.step)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx: int) -> None:
+        self._kill("on_train_batch_end", trainer.global_step == self.step)
+
+    def on_save_checkpoint(self, trainer, module, checkpoint) -> None:
+        self._kill("on_save_checkpoint", trainer.global_step >= self.step)
+
+
+class Sabotage(L.Callback):
+    """For the sweep tests: the job with seed `kill_seed` is killed (SIGKILL) at its second
+    step, the one with seed `nan_seed` diverges at its first (NaN weights). The job's seed is
+    the one `L.seed_everything` was given."""
+
+    def __init__(self, kill_seed: int, nan_seed: int) -> None:
+        self.kill_seed, self.nan_seed = kill_seed, nan_seed
+
+    @property
+    def seed(self) -> int:
+        return int(os.environ["PL_GLOBAL_SEED"])
+
+    def on_train_start(self, trainer, module) -> None:
+        if self.seed == self.nan_seed:
+            NanWeights().on_train_start(trainer, module)
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
+        if self.seed == self.kill_seed and trainer.global_step == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_at(step: int) -> list[str]:
+    return ["+callbacks.crash._target_=conftest.CrashAt", f"+callbacks.crash.step={step}"]
 
 
 def compose_config(name: str, output_dir: Path, overrides: list[str]) -> DictConfig:

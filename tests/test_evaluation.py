@@ -163,7 +163,9 @@ def test_figures_have_the_expected_sizes(tmp_path, cache_dir, dataset, image_siz
 
 
 @pytest.mark.slow
-def test_training_survives_a_failed_evaluation_and_waebench_eval_completes_it(tmp_path, cache_dir):
+def test_training_survives_a_failed_evaluation_and_waebench_eval_completes_it(
+    tmp_path, cache_dir, monkeypatch
+):
     missing = tmp_path / "missing-weights.pth"
     cfg = config(
         tmp_path,
@@ -180,14 +182,15 @@ def test_training_survives_a_failed_evaluation_and_waebench_eval_completes_it(tm
     assert "no such file" in saved["eval_error"] and "eval" not in saved
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
+    monkeypatch.chdir(tmp_path)  # a run folder given relative to the working directory
     eval_cfg = compose_config(
         "eval",
         tmp_path / "eval-run",
-        [f"ckpt_path={run_dir}", *QUICK_EVAL, f"eval.cache_dir={cache_dir}"],
+        ["ckpt_path=run", *QUICK_EVAL, f"eval.cache_dir={cache_dir}"],
     )
     evaluate_checkpoint(eval_cfg)
     after = json.loads((run_dir / "metrics.json").read_text())
-    assert "eval_error" not in after
+    assert "eval_error" not in after and after["run_dir"] == str(run_dir.resolve())
     assert after["test"] == saved["test"] and after["checkpoints"] == saved["checkpoints"]
     assert after["eval"]["fid/samples/prior@classifier-digits"]["num_fake"] == 200
     assert after["eval"]["rec/test"]["value"] == pytest.approx(saved["test"]["rec"], rel=1e-4)

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIG_DIR, DEBIAN_FASHION_MNIST, compose_train_config, write_mnist_layout
+from conftest import (
+    CONFIG_DIR,
+    DEBIAN_FASHION_MNIST,
+    compose_train_config,
+    crash_at,
+    write_mnist_layout,
+)
 
 from waebench import load_model
 from waebench.data import ImageDataModule
@@ -123,8 +129,8 @@ def _weights(run_dir):
     return load_model(f"{run_dir}/checkpoints/last.ckpt").state_dict()
 
 
-@pytest.mark.parametrize("killed_after", ["trainer.max_steps=4", "trainer.max_epochs=1"])
-def test_resume_repeats_and_loses_no_step(train_config, killed_after):
+@pytest.mark.parametrize("killed_at", [4, 6])  # inside the first epoch, after its end
+def test_resume_repeats_and_loses_no_step(train_config, killed_at):
     common = [
         "regularizer=none",
         "dataset=mnist",
@@ -139,8 +145,11 @@ def test_resume_repeats_and_loses_no_step(train_config, killed_after):
     data = write_mnist_layout(Path(straight.paths.data_dir) / "mnist")
     assert train(straight)["global_step"] == 12  # 100 training images, batches of 16, 2 epochs
 
-    killed = train_config(*common, killed_after, run="resumed")
-    assert train(killed)["global_step"] in (4, 6)
+    killed = train_config(*common, *crash_at(killed_at), run="resumed")
+    with pytest.raises(RuntimeError, match=f"crashed at step {killed_at}"):
+        train(killed)
+    record = json.loads(Path(killed.paths.output_dir, "metrics.json").read_text())
+    assert record["status"] == "failed" and record["global_step"] == killed_at
     resumed = train_config(*common, "ckpt_path=auto", run="resumed")
     assert resumed.paths.output_dir == killed.paths.output_dir and data.is_dir()
     assert train(resumed)["global_step"] == 12

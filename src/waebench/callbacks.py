@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import os
+import random
+import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from torchvision.utils import make_grid, save_image
+
+from waebench.run.record import atomic_path
 
 
 class ImageGrids(L.Callback):
@@ -61,19 +66,52 @@ class ImageGrids(L.Callback):
 
 class ResumeCheckpoint(L.Callback):
     """Keeps `<dirpath>/last.ckpt` current for resuming a killed run: written at
-    every epoch end and every `every_n_train_steps` steps inside an epoch, each
-    time to a temporary file renamed over the old one (a kill mid-write leaves
-    the previous checkpoint intact).
+    every epoch end, and inside an epoch every `every_n_train_steps` steps and
+    after `every_n_minutes` minutes of training since the last one (each may be
+    null), each time to a temporary file renamed over the old one (a kill
+    mid-write leaves the previous checkpoint intact).
 
     No step checkpoint is written on an epoch's last batch: the epoch-end one
     follows, and Lightning cannot resume exactly from a checkpoint taken
     between an epoch's last batch and its end.
+
+    Every checkpoint also holds the random number generators' states (torch,
+    CUDA, NumPy, Python; Lightning saves none), restored when training resumes,
+    so that the prior samples of the regularizers continue as in an
+    uninterrupted run.
     """
 
-    def __init__(self, dirpath: str, every_n_train_steps: int | None = 500) -> None:
+    def __init__(
+        self,
+        dirpath: str,
+        every_n_train_steps: int | None = 500,
+        every_n_minutes: float | None = 10,
+    ) -> None:
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_train_steps = every_n_train_steps
+        self.every_n_minutes = every_n_minutes
         self._epoch_finished = False
+        self._saved_at = time.monotonic()
+        self._rng_states: dict[str, Any] | None = None
+
+    def on_train_start(self, trainer: L.Trainer, module) -> None:
+        self._saved_at = time.monotonic()
+        if self._rng_states is not None:  # after Lightning's sanity check, which isolates them
+            set_rng_states(self._rng_states)
+            self._rng_states = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, module, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, trainer: L.Trainer, module, checkpoint: dict[str, Any]) -> None:
+        self._rng_states = checkpoint.get("rng_states")
+
+    def _minutes_passed(self, trainer: L.Trainer) -> bool:
+        """Whether `every_n_minutes` passed, decided by rank 0 for all ranks."""
+        if not self.every_n_minutes or not logs_this_step(trainer):  # steps that sync anyway
+            return False
+        passed = time.monotonic() - self._saved_at >= 60 * self.every_n_minutes
+        return bool(trainer.strategy.broadcast(passed))
 
     def on_train_batch_end(
         self, trainer: L.Trainer, module, outputs, batch, batch_idx: int
@@ -82,7 +120,7 @@ class ResumeCheckpoint(L.Callback):
         step = trainer.global_step
         stopping = trainer.max_steps != -1 and step >= trainer.max_steps
         due = stopping or (self.every_n_train_steps and step % self.every_n_train_steps == 0)
-        if due and not self._epoch_finished:
+        if not self._epoch_finished and (due or self._minutes_passed(trainer)):
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
@@ -90,10 +128,28 @@ class ResumeCheckpoint(L.Callback):
             self.save(trainer)
 
     def save(self, trainer: L.Trainer) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp)
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+        with atomic_path(self.path, commit=trainer.is_global_zero) as tmp:
+            trainer.save_checkpoint(tmp)
+        self._saved_at = time.monotonic()
+
+
+def rng_states() -> dict[str, Any]:
+    """The generators' states in types that `torch.load(weights_only=True)` reads back."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    numpy_state = [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss]
+    states = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    name, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def logs_this_step(trainer: L.Trainer) -> bool:

@@ -7,7 +7,6 @@ evaluation at the end of training), or score images made elsewhere.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -15,37 +14,36 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from waebench.build import CONFIG_DIR
 from waebench.evaluation import evaluate_into_metrics
 from waebench.evaluation.evaluate import score_images
 from waebench.evaluation.images import load_images
-from waebench.io import write_json_atomic
 from waebench.model import load_model
-from waebench.train import CONFIG_DIR
+from waebench.run import record
+from waebench.run.record import Status
 
 log = logging.getLogger(__name__)
 
 
-def run_directory(ckpt_path: Path) -> Path:
-    """The run directory of a checkpoint: itself, or the folder above `checkpoints/`."""
-    run_dir = ckpt_path if ckpt_path.is_dir() else ckpt_path.parent.parent
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(
-            f"ckpt_path={ckpt_path}: no config.yaml in {run_dir}; give a run directory of "
-            f"waebench-train or a checkpoint in its checkpoints/ folder"
-        )
-    return run_dir
-
-
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
-    """Evaluate into the run directory: metrics.json gains `eval`, figures are rewritten."""
-    ckpt_path = Path(cfg.ckpt_path).expanduser()
-    run_dir = run_directory(ckpt_path)
-    model = load_model(ckpt_path)
-    datamodule = instantiate(OmegaConf.load(run_dir / "config.yaml").dataset)
-    metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    metrics["run_dir"] = str(run_dir)
-    return evaluate_into_metrics(model, datamodule, cfg.eval, metrics)
+    """Evaluate into the run folder (holding its lock): its record gains `eval`, figures are
+    rewritten. A run folder is evaluated at its newest readable checkpoint."""
+    run_dir = record.run_dir_of(cfg.ckpt_path)
+    ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
+    if ckpt_path.is_dir():
+        ckpt_path = record.resume_checkpoint("auto", run_dir)
+        if ckpt_path is None:
+            raise FileNotFoundError(f"no readable checkpoint in {run_dir / record.CHECKPOINTS}")
+    else:
+        record.resume_checkpoint(str(ckpt_path), run_dir)  # refuses a truncated file, named
+    with record.run_lock(run_dir):
+        model = load_model(ckpt_path)
+        datamodule = instantiate(record.read_config(run_dir)["dataset"])
+        metrics = record.read_metrics(run_dir) or {}
+        if metrics.get("status") == Status.UNREADABLE:
+            raise ValueError(metrics["error"])
+        metrics["run_dir"] = str(run_dir)
+        return evaluate_into_metrics(model, datamodule, cfg.eval, metrics)
 
 
 def dataset_config(cfg: DictConfig, real: str) -> tuple[DictConfig, str]:
@@ -68,11 +66,11 @@ def score_image_files(cfg: DictConfig) -> dict:
     dataset, _ = dataset_config(cfg, cfg.real)
     results, notes = score_images(images, instantiate(dataset), cfg.eval)
     output_dir = Path(cfg.paths.output_dir)
-    metrics = {"status": "completed", "images": str(cfg.images), "run_dir": str(output_dir)}
+    metrics = {"status": Status.COMPLETED, "images": str(cfg.images), "run_dir": str(output_dir)}
     metrics["eval"] = results
     if notes:
         metrics["eval_notes"] = notes
-    write_json_atomic(output_dir / "metrics.json", metrics)
+    record.write_metrics(output_dir, metrics)
     return metrics
 
 

@@ -154,10 +154,15 @@ class AutoEncoder(L.LightningModule):
             f"{name}={value:.6g}"
             for name, value in zip(record["names"], record["values"].tolist(), strict=True)
         )
+        step = record["step"].item()
+        kept = (
+            "No step was finite, so there is no good checkpoint"
+            if step == 0
+            else "Checkpoints written before that step are kept"
+        )
         raise DivergenceError(
-            f"training diverged at step {record['step'].item()} "
-            f"(epoch {record['epoch'].item()}): non-finite loss ({values}). The last good "
-            f"checkpoint is kept; try a lower learning rate (model.optimizer.lr) or "
+            f"training diverged at step {step} (epoch {record['epoch'].item()}): non-finite "
+            f"loss ({values}). {kept}; try a lower learning rate (model.optimizer.lr) or "
             f"regularizer weight (regularizer.weight)."
         )
 

@@ -1,11 +1,12 @@
 """`waebench-train`: instantiate datamodule, model, callbacks, loggers and trainer
-from the Hydra config, train, test, and write `metrics.json` in the run directory."""
+from the Hydra config, train, test, and write the run's record (`waebench.run.record`)."""
 
 from __future__ import annotations
 
 import logging
 import netrc
 import os
+import traceback
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -14,31 +15,18 @@ import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from waebench.build import CONFIG_DIR, build_model
 from waebench.evaluation import evaluate_into_metrics
 from waebench.fast import check_precision
-from waebench.io import write_json_atomic
 from waebench.launch.job import is_multirun, run_sweep_job
 from waebench.model import DivergenceError
+from waebench.run import record
+from waebench.run.record import Status
 
 log = logging.getLogger(__name__)
-
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-
-
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
-    """`auto` -> this run's checkpoints/last.ckpt when it exists (else start fresh)."""
-    if ckpt_path != "auto":
-        if ckpt_path and not Path(ckpt_path).is_file():
-            raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
-        return ckpt_path
-    last = output_dir / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        log.info("Resuming from %s", last)
-        return str(last)
-    log.info("ckpt_path=auto: no %s yet, starting fresh", last)
-    return None
 
 
 def wandb_login_found() -> bool:
@@ -62,12 +50,6 @@ def use_wandb_offline_without_login(cfg: DictConfig) -> None:
         os.environ["WANDB_MODE"] = "offline"
 
 
-def build_model(cfg: DictConfig):
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    model_cfg["regularizer"] = OmegaConf.to_container(cfg.regularizer, resolve=True)
-    return instantiate(model_cfg, _recursive_=False, _convert_="all")
-
-
 def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.Trainer:
     """The trainer with the config's callbacks and loggers (without its progress bar
     when `trainer.enable_progress_bar=false`)."""
@@ -88,26 +70,39 @@ def epoch_means(metrics: dict[str, Any], stage: str) -> dict[str, float]:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train and test one model; returns (and writes) the metrics of the run."""
+    """Train and test one model; returns (and writes) the record of the run. The training
+    process holds the run folder's lock throughout; a folder holding another configuration is
+    refused, and a completed run is returned untouched."""
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
-    L.seed_everything(cfg.seed, workers=True)
-    use_wandb_offline_without_login(cfg)
+    if rank_zero_only.rank != 0:  # a DDP rank > 0: rank 0 owns the folder
+        return fit_and_test(cfg, output_dir, earlier=None)
+    with record.run_lock(output_dir):
+        record.check_same_job(output_dir, cfg)
+        earlier = record.read_metrics(output_dir)
+        if earlier and earlier["status"] == Status.COMPLETED:
+            log.info("Skipping %s: completed by an earlier launch (its record is kept)", output_dir)
+            return earlier
+        record.remove_temporaries(output_dir)
+        record.write_config(output_dir, cfg)
+        return fit_and_test(cfg, output_dir, earlier)
 
-    check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    datamodule = instantiate(cfg.dataset)
-    model = build_model(cfg)
-    trainer = build_trainer(cfg)
-    loggers = trainer.loggers
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    metrics: dict[str, Any] = {"status": "running", "run_dir": str(output_dir)}
+def fit_and_test(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any] | None) -> dict:
+    metrics: dict[str, Any] = {"status": Status.RUNNING, "run_dir": str(output_dir)}
+    trainer = model = datamodule = None
+    loggers: list = []
     try:
-        trainer.fit(
-            model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, output_dir)
-        )
+        L.seed_everything(cfg.seed, workers=True)
+        use_wandb_offline_without_login(cfg)
+        check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+        datamodule = instantiate(cfg.dataset)
+        model = build_model(cfg)
+        trainer = build_trainer(cfg)
+        loggers = trainer.loggers
+        for logger in loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        ckpt_path = record.resume_checkpoint(cfg.ckpt_path, output_dir)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics["train"] = epoch_means(trainer.callback_metrics, "train")
         metrics["val"] = epoch_means(
             trainer.validate(model, datamodule=datamodule, verbose=False)[0], "val"
@@ -115,29 +110,30 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics["test"] = epoch_means(
             trainer.test(model, datamodule=datamodule, verbose=False)[0], "test"
         )
-        metrics["status"] = "completed"
+        metrics["status"] = Status.COMPLETED
     except DivergenceError as error:
-        metrics.update(status="diverged", error=str(error))
+        metrics.update(status=Status.DIVERGED, error=str(error))
         raise
     except BaseException as error:
-        metrics.update(status="failed", error=f"{type(error).__name__}: {error}")
+        metrics.update(status=Status.FAILED, error=f"{type(error).__name__}: {error}")
+        metrics["traceback"] = "".join(traceback.format_exception(error))
         raise
     finally:
-        metrics.update(epochs=trainer.current_epoch, global_step=trainer.global_step)
-        checkpoints = output_dir / "checkpoints"
-        metrics["checkpoints"] = (
-            sorted(str(p) for p in checkpoints.glob("*.ckpt")) if checkpoints.is_dir() else []
-        )
-        if trainer.is_global_zero:
-            write_json_atomic(output_dir / "metrics.json", metrics)
-            if metrics["status"] == "completed" and cfg.get("eval", {}).get("enabled", False):
+        if trainer is not None:
+            metrics.update(epochs=trainer.current_epoch, global_step=trainer.global_step)
+        metrics["checkpoints"] = sorted(map(str, record.checkpoints(output_dir)))
+        if rank_zero_only.rank == 0:
+            if metrics["status"] != Status.COMPLETED:
+                metrics = record.attempt_record(earlier, metrics)
+            record.write_metrics(output_dir, metrics)
+            if metrics["status"] == Status.COMPLETED and cfg.get("eval", {}).get("enabled", False):
                 evaluate_into_metrics(model, datamodule, cfg.eval, metrics, loggers)
         for logger in loggers:
             logger.finalize(metrics["status"])
         if "wandb" in cfg.get("logger", {}):
             import wandb
 
-            wandb.finish(exit_code=0 if metrics["status"] == "completed" else 1)
+            wandb.finish(exit_code=0 if metrics["status"] == Status.COMPLETED else 1)
     log.info("Run directory: %s", output_dir)
     return metrics
 
@@ -147,10 +143,17 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     if is_multirun():  # skip completed jobs, resume killed ones, record failures and go on
         return run_sweep_job(train, cfg)
     try:
-        train(cfg)
+        metrics = train(cfg)
     except DivergenceError as error:
         log.error("%s", error)
         raise SystemExit(1) from None
+    except Exception:  # into train.log too, not only onto stderr
+        log.exception(
+            "Training failed; the run's record: %s", Path(cfg.paths.output_dir) / "metrics.json"
+        )
+        raise SystemExit(1) from None
+    if "eval_error" in metrics:  # logged with the command that re-runs the evaluation alone
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ class GpusLauncher(Launcher):
             run_pinned_process,
             visible_gpus,
         )
-        from waebench.launch.job import record_failure
+        from waebench.run.record import record_failure
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None

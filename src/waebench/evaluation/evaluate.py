@@ -31,7 +31,7 @@ from waebench.evaluation.fid import (
     to_uint8,
 )
 from waebench.evaluation.metrics import latent_mmd_entries, mean_kl, reconstruction_errors
-from waebench.io import write_json_atomic
+from waebench.run.record import write_metrics
 from waebench.samplers import GMMSampler, PriorSampler
 
 log = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ def evaluate_into_metrics(model, datamodule, settings, metrics: dict, loggers=()
         metrics["eval"] = results
         if notes:
             metrics["eval_notes"] = notes
-    write_json_atomic(run_dir / "metrics.json", metrics)
+    write_metrics(run_dir, metrics)
     return metrics
 
 

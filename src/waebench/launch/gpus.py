@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from waebench.io import write_json_atomic
+from waebench.run.record import write_json
 
 log = logging.getLogger(__name__)
 
@@ -107,5 +107,5 @@ def run_pinned_process(payload: bytes, device: str, run_dir: Path) -> tuple[Any,
         if seen.is_file():
             record["seen_by_job"] = json.loads(seen.read_text())
         result = result_file.read_bytes() if result_file.is_file() else None
-    write_json_atomic(run_dir / "launcher.json", record)
+    write_json(run_dir / "launcher.json", record)
     return result, record

@@ -2,8 +2,8 @@
 
 - Its run folder is named after its overrides (`job_dirname`), so re-launching the same sweep
   maps every job to the folder it had before.
-- A job whose `metrics.json` says `completed` is skipped; any other job resumes from its
-  `checkpoints/last.ckpt` (`ckpt_path=auto`).
+- A job whose `metrics.json` says `completed` is skipped (by `train()`); any other job resumes
+  from its newest readable checkpoint (`ckpt_path=auto`).
 - An exception is recorded in the job's `metrics.json` (status, error, traceback) and the
   sweep goes on with the next job; the wandb run is finished either way.
 """
@@ -11,10 +11,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,16 +22,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from waebench.io import write_json_atomic
+from waebench.run.record import NOT_JOB_KEYS, RunFolderBusy, check_same_job, record_failure
 
 log = logging.getLogger(__name__)
 
 MAX_DIRNAME = 120
-# Overrides that do not change what a job computes: left out of its folder name.
-NOT_IN_DIRNAME = ("ckpt_path", "launcher", "sweep", "logger", "paths", "hydra")
-# Keys that may differ between two launches of the same job without making it another job
-# (where it writes and logs, how it checkpoints, and the evaluation after training).
-IGNORED_KEYS = ("paths", "logger", "ckpt_path", "callbacks", "eval")
 
 
 def job_dirname(overrides: list[str]) -> str:
@@ -42,7 +35,7 @@ def job_dirname(overrides: list[str]) -> str:
     Top-level choices (regularizer, dataset, seed, ...) come first, dotted keys after, each
     part sorted; '/' becomes '-'. A name longer than MAX_DIRNAME characters keeps its start
     and ends with a hash of the whole, so it stays unique."""
-    kept = [o for o in overrides if override_key(o).split(".")[0] not in NOT_IN_DIRNAME]
+    kept = [o for o in overrides if override_key(o).split(".")[0] not in NOT_JOB_KEYS]
     kept.sort(key=lambda o: ("." in override_key(o), override_key(o), o))
     name = ",".join(kept).replace("/", "-") or "default"
     if len(name) <= MAX_DIRNAME:
@@ -60,57 +53,6 @@ OmegaConf.register_new_resolver("waebench_job_dir", job_dirname, replace=True)
 
 def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def read_metrics(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Dotted keys whose values differ between two resolved configs (IGNORED_KEYS aside)."""
-    a, b = flatten(saved), flatten(current)
-    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-    return [k for k in keys if k.split(".")[0] not in IGNORED_KEYS]
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): tree}
-
-
-def check_same_job(run_dir: Path, cfg: DictConfig) -> None:
-    """A re-launch must not continue, or skip, a run of another configuration."""
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        return
-    differences = config_differences(
-        OmegaConf.to_container(OmegaConf.load(saved)), OmegaConf.to_container(cfg, resolve=True)
-    )
-    if differences:
-        raise ValueError(
-            f"{run_dir} already holds a run of another configuration (differs in: "
-            f"{', '.join(differences[:8])}). Re-launch with the original settings, or start a "
-            "new sweep folder with hydra.sweep.dir=<new folder>."
-        )
-
-
-def record_failure(run_dir: Path, error: BaseException | str) -> dict[str, Any]:
-    """Mark the run as failed in its metrics.json, keeping what train() wrote there
-    (a `diverged` status stays); returns the metrics."""
-    metrics = read_metrics(run_dir) or {}
-    if metrics.get("status") not in ("failed", "diverged"):
-        message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        metrics.update(status="failed", error=message)
-    metrics.setdefault("run_dir", str(run_dir))
-    if isinstance(error, BaseException):
-        metrics["traceback"] = "".join(traceback.format_exception(error))
-    write_json_atomic(run_dir / "metrics.json", metrics)
-    return metrics
 
 
 def finish_wandb_run() -> None:
@@ -145,10 +87,6 @@ def run_sweep_job(train: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig
     run_dir = Path(cfg.paths.output_dir)
     check_same_job(run_dir, cfg)
     try:
-        metrics = read_metrics(run_dir)
-        if metrics and metrics.get("status") == "completed":
-            log.info("Skipping %s: completed by an earlier launch", run_dir)
-            return metrics
         with open_dict(cfg):
             if cfg.get("ckpt_path") is None:
                 cfg.ckpt_path = "auto"
@@ -158,6 +96,9 @@ def run_sweep_job(train: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig
                 cfg.logger.wandb.name = cfg.logger.wandb.name or run_dir.name
         with ddp_children_rerun_this_job(run_dir, cfg.ckpt_path):
             return train(cfg)
+    except RunFolderBusy as error:  # another process owns the folder: leave it alone
+        log.error("Job in %s not run: %s", run_dir, error)
+        return {"status": "failed", "run_dir": str(run_dir), "error": str(error)}
     except Exception as error:
         log.exception("Job in %s failed; recorded in its metrics.json, the sweep goes on", run_dir)
         finish_wandb_run()

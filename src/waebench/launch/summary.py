@@ -9,7 +9,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from waebench.launch.job import read_metrics
+from waebench.run.record import Status, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ def sweep_status(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     folder (one holding a `config.yaml`) directly under the sweep folder."""
     jobs = {}
     for config in sorted(Path(sweep_dir).glob("*/config.yaml")):
-        jobs[str(config.parent)] = read_metrics(config.parent) or {"status": "unfinished"}
+        jobs[str(config.parent)] = read_metrics(config.parent) or {"status": Status.UNFINISHED}
     return jobs
 
 
@@ -27,7 +27,7 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = sweep_status(sweep_dir)
-        bad = {d: m for d, m in jobs.items() if m.get("status") != "completed"}
+        bad = {d: m for d, m in jobs.items() if m.get("status") != Status.COMPLETED}
         log.info("Sweep %s: %d of %d jobs completed", sweep_dir, len(jobs) - len(bad), len(jobs))
         for run_dir, metrics in bad.items():
             error = str(metrics.get("error", "")).splitlines()

@@ -1,14 +1,13 @@
-"""Find the runs under sweep or output folders and read what they wrote: the resolved
-`config.yaml` and, once they end, `metrics.json`."""
+"""The runs under sweep or output folders as a report sees them: the resolved config, the
+record once they end (read through `waebench.run.record`), and the model's name in tables."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from waebench.run.record import Status, find_run_dirs, read_config, read_metrics
 
 # The regularizer's class -> the model's name in tables.
 MODEL_NAMES = {
@@ -30,7 +29,7 @@ class Run:
 
     @property
     def status(self) -> str:
-        return (self.metrics or {}).get("status", "unfinished")
+        return (self.metrics or {}).get("status", Status.UNFINISHED)
 
     @property
     def error(self) -> str:
@@ -53,20 +52,6 @@ class Run:
 
 
 def find_runs(paths: list[str | Path]) -> list[Run]:
-    """Every run folder (one with a `config.yaml` of a training run) under `paths`."""
-    runs: dict[Path, Run] = {}
-    for path in map(Path, paths):
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist; pass sweep or output folders")
-        configs = [path / "config.yaml"] if (path / "config.yaml").is_file() else []
-        configs += sorted(path.rglob("*/config.yaml"))
-        for config_path in configs:
-            if {".hydra", "wandb", ".submitit"} & set(config_path.relative_to(path).parts):
-                continue
-            config = OmegaConf.to_container(OmegaConf.load(config_path))
-            if not isinstance(config, dict) or not {"dataset", "regularizer"} <= config.keys():
-                continue
-            metrics_path = config_path.parent / "metrics.json"
-            metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
-            runs[config_path.parent.resolve()] = Run(config_path.parent, config, metrics)
-    return list(runs.values())
+    """Every run folder (one with a `config.yaml` of a training run) under `paths`; a run whose
+    `metrics.json` cannot be read is listed as `unreadable`, with its path."""
+    return [Run(d, read_config(d), read_metrics(d)) for d in find_run_dirs(paths)]

@@ -12,34 +12,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from waebench.launch.job import flatten
 from waebench.reporting.published import PUBLISHED, PublishedValue
 from waebench.reporting.runs import Run
+from waebench.run.record import NOT_MODEL_KEYS, Status, flatten
 
-# Config keys that do not make two runs different models: the seed, where things are written,
-# how they are logged, how many devices computed them, and the evaluation's own settings.
-NOT_MODEL_KEYS = (
-    "seed",
-    "dataset.shuffle_seed",
-    "dataset.root",
-    "dataset.eval_batch_size",
-    "dataset.preprocess_workers",
-    "paths",
-    "logger",
-    "callbacks",
-    "ckpt_path",
-    "task_name",
-    "eval",
-    "trainer.accelerator",
-    "trainer.devices",
-    "trainer.strategy",
-    "trainer.num_nodes",
-    "trainer.sync_batchnorm",
-    "trainer.enable_progress_bar",
-    "trainer.log_every_n_steps",
-    "trainer.default_root_dir",
-    "trainer.deterministic",
-)
 FID_SETTINGS = ("extractor", "num_fake", "num_real", "real")
 # Non-FID columns, in table order: (name in metrics.json's `eval`, title).
 OTHER_COLUMNS = (
@@ -99,7 +75,7 @@ class Row:
 
     @property
     def completed(self) -> list[Run]:
-        return [r for r in self.runs if r.status == "completed"]
+        return [r for r in self.runs if r.status == Status.COMPLETED]
 
     @property
     def label(self) -> str:
