@@ -15,6 +15,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from waebench.config_check import ConfigValueError, check_config
 from waebench.evaluation import evaluate_into_metrics
 from waebench.evaluation.evaluate import score_images
 from waebench.evaluation.images import load_images
@@ -27,6 +28,12 @@ log = logging.getLogger(__name__)
 
 def run_directory(ckpt_path: Path) -> Path:
     """The run directory of a checkpoint: itself, or the folder above `checkpoints/`."""
+    if not ckpt_path.exists():
+        raise FileNotFoundError(
+            f"ckpt_path={ckpt_path}: no such run folder or checkpoint file; give a run "
+            "directory of waebench-train (it holds config.yaml) or a checkpoint in its "
+            "checkpoints/ folder"
+        )
     run_dir = ckpt_path if ckpt_path.is_dir() else ckpt_path.parent.parent
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(
@@ -83,6 +90,10 @@ def main(cfg: DictConfig) -> None:
             "waebench-eval: give ckpt_path=<run directory or .ckpt>, or "
             "images=<folder or .npz> real=<dataset>:<split> (one of the two)"
         )
+    try:
+        check_config(cfg)
+    except ConfigValueError as error:
+        raise SystemExit(f"waebench-eval: {error}") from None
     metrics = evaluate_checkpoint(cfg) if cfg.ckpt_path else score_image_files(cfg)
     for name, entry in metrics.get("eval", {}).items():
         settings = {k: v for k, v in entry.items() if k in ("extractor", "num_fake", "num_real")}

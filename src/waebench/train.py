@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from waebench.config_check import ConfigValueError, check_config
 from waebench.evaluation import evaluate_into_metrics
 from waebench.fast import check_precision
 from waebench.io import write_json_atomic
@@ -89,6 +90,7 @@ def epoch_means(metrics: dict[str, Any], stage: str) -> dict[str, float]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and test one model; returns (and writes) the metrics of the run."""
+    check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
@@ -148,7 +150,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
         return run_sweep_job(train, cfg)
     try:
         train(cfg)
-    except DivergenceError as error:
+    except (DivergenceError, ConfigValueError) as error:
         log.error("%s", error)
         raise SystemExit(1) from None
 
