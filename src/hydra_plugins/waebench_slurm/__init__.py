@@ -6,6 +6,7 @@ No `from __future__ import annotations` here: Hydra imports plugins outside sys.
 where dataclasses cannot resolve string annotations."""
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,10 @@ class WaebenchSlurmConf(SlurmQueueConf):
 ConfigStore.instance().store(
     group="hydra/launcher", name="waebench_slurm", node=WaebenchSlurmConf, provider="waebench"
 )
+if "SLURM_JOB_ID" in os.environ:  # in a job, loading its pickle: the class comes first
+    from waebench.launch.slurm import hold_early_signal
+
+    hold_early_signal()
 
 
 class WaebenchSlurmLauncher(SlurmLauncher):
@@ -85,9 +90,10 @@ class WaebenchSlurmLauncher(SlurmLauncher):
                 self.config, list(overrides)
             )
             run_dir = Path(config.hydra.sweep.dir) / str(config.hydra.sweep.subdir)
+            what = "cancelled" if state.startswith("CANCELLED") else f"ended ({state})"
             message = (
-                f"cancelled: SLURM job {job.job_id} ended ({state}) without finishing; "
-                "re-launch the sweep to resume it"
+                f"{what}: SLURM job {job.job_id} ended without a result; re-launch the sweep "
+                "to resume it"
             )
             log.error("%s: %s", run_dir, message)
             if run_dir.is_dir():

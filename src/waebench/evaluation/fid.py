@@ -87,10 +87,10 @@ def check_weights_file(path: Path, source: str) -> None:
         torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as error:
         raise InceptionWeightsError(
-            f"{path} ({source}) is not a readable weights file ({type(error).__name__}: "
-            f"{str(error).splitlines()[0]}): it is truncated or not a torch state dict. Download "
-            f"it again ({URL_INCEPTION_V3}, or your converted copy), or delete it and let "
-            f"torch-fidelity download it."
+            f"{path} ({source}) is not a readable weights file ({type(error).__name__} in "
+            f"torch.load): it is truncated or not a torch state dict. Download it again "
+            f"({URL_INCEPTION_V3}, or your converted copy), or delete it and let torch-fidelity "
+            f"download it."
         ) from None
 
 

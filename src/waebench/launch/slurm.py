@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import re
 import signal
 import subprocess
+import time
+from datetime import datetime
 from types import FrameType
 
 import lightning as L
@@ -59,15 +63,40 @@ class QueueInfoWatcher(SlurmInfoWatcher):
         return info
 
 
+def job_end_time() -> float:
+    """This SLURM job's end (start + time limit) as a POSIX time; now when unknown."""
+    job_id = os.environ.get("SLURM_JOB_ID", "")
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True)
+    match = re.search(r"\bEndTime=(\S+)", out.stdout)
+    try:
+        return datetime.fromisoformat(match.group(1)).timestamp()
+    except (AttributeError, ValueError):
+        return time.time()
+
+
+_early_signals: list[tuple[int, FrameType | None]] = []
+
+
+def hold_early_signal(signum: str = "USR2") -> None:
+    """Record the requeue signal if it comes while a job is still starting (importing torch
+    can take longer than a short time limit's warning), before submitit has a handler: by
+    default the signal would kill the job, unrequeued. CheckpointBeforeRequeue then acts on
+    it once training runs. Called where the job's pickle is loaded: the plugin."""
+    signal.signal(signal.Signals[f"SIG{signum}"], lambda *s: _early_signals.append(s))
+
+
 class CheckpointBeforeRequeue(L.Callback):
-    """Defer submitit's requeue signal to the end of the current training step, write
-    `last.ckpt` there (through the run's ResumeCheckpoint), and hand the signal to submitit
-    when the next step begins (once the step's metrics are logged). After training (test,
-    evaluation) the signal goes straight to submitit: the requeued job finds training
+    """Defer submitit's requeue signal to the end of the first training step that ends
+    less than `margin_s` before the job's end time, write `last.ckpt` there (through the
+    run's ResumeCheckpoint), and hand the signal to submitit when the next step begins
+    (once the step's metrics are logged). After training (test, evaluation) the signal
+    goes straight to submitit: the requeued job finds training
     finished in `last.ckpt` and redoes only what followed."""
 
-    def __init__(self, signum: str = "USR2") -> None:
+    def __init__(self, signum: str = "USR2", margin_s: float = 10.0) -> None:
         self.signum = signal.Signals[f"SIG{signum}"]
+        self.margin_s = margin_s
+        self._deadline = 0.0
         self._submitit_handler = None
         self._pending: tuple[int, FrameType | None] | None = None
         self._saved = False
@@ -76,11 +105,14 @@ class CheckpointBeforeRequeue(L.Callback):
         handler = signal.getsignal(self.signum)
         if callable(handler):  # only inside a submitit job
             log.info("Training from step %d", trainer.global_step)
+            self._deadline = job_end_time() - self.margin_s
             self._submitit_handler = handler
             signal.signal(self.signum, self._hold)
+            if _early_signals:
+                self._hold(*_early_signals.pop())
 
     def _hold(self, signum: int, frame: FrameType | None) -> None:
-        log.info("Got %s: requeueing after this training step", signal.Signals(signum).name)
+        log.info("Got %s: requeueing before the time limit", signal.Signals(signum).name)
         self._pending = (signum, frame)
 
     def on_train_batch_start(self, trainer: L.Trainer, module, batch, batch_idx) -> None:
@@ -89,13 +121,16 @@ class CheckpointBeforeRequeue(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx) -> None:
         # An epoch's last step is checkpointed at the epoch end (see ResumeCheckpoint).
-        if self._pending is not None and batch_idx + 1 < trainer.num_training_batches:
+        if self._due() and batch_idx + 1 < trainer.num_training_batches:
             self._save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
-        if self._pending is not None:
+        if self._due():
             self._save(trainer)
             self._hand_over()
+
+    def _due(self) -> bool:
+        return self._pending is not None and time.time() >= self._deadline
 
     def on_train_end(self, trainer: L.Trainer, module) -> None:
         self._hand_over()
