@@ -171,9 +171,9 @@ def test_sweep_on_slurm_cancel_requeue_relaunch_report(sweep_dir):
 
 
 def test_a_job_at_its_time_limit_checkpoints_requeues_and_resumes_at_the_same_step(sweep_dir):
-    """A 1-minute SLURM time limit and two minutes of training (trainer.max_time, whose
-    clock is saved in the checkpoints), so at least three slots: the job is requeued at
-    least twice and ends completed, each attempt starting at the step the previous one saved, and the CSV log
+    """A 2-minute SLURM time limit and two minutes of training (trainer.max_time, whose
+    clock is saved in the checkpoints), so at least two slots: the job is requeued and ends
+    completed, each attempt starting at the step the previous one saved, and the CSV log
     holds every step exactly once."""
     problem = cluster_problem()
     if problem:
@@ -183,8 +183,10 @@ def test_a_job_at_its_time_limit_checkpoints_requeues_and_resumes_at_the_same_st
         "trainer.max_epochs=-1", "+trainer.max_time={minutes:2}",
         "callbacks.last_checkpoint.every_n_train_steps=1000000",  # only epoch ends, requeues
         "launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
-        "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=1",
-        "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=100",
+        # SLURM may send the warning up to a minute early, and a job under load needs ~40 s
+        # to start: with a 1-minute limit the signal can come before Python handles it.
+        "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=2",
+        "hydra.launcher.signal_delay_s=10", "hydra.launcher.max_num_timeout=100",
         "seed=0", f"paths.log_dir={sweep_dir.parent}", f"hydra.sweep.dir={sweep_dir}",
     ]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": "offline"}
@@ -204,7 +206,7 @@ def test_a_job_at_its_time_limit_checkpoints_requeues_and_resumes_at_the_same_st
     assert metrics["status"] == "completed"
     log = (run_dir / "train.log").read_text()
     saved = [int(s) for s in re.findall(r"at step (\d+) for the requeue", log)]
-    assert len(saved) >= 2, log  # two minutes of training, in one-minute slots
+    assert len(saved) >= 1, log  # two minutes of training never fit in one slot
     starts = re.findall(r"Training from step (\d+)|at step (\d+) for the requeue", log)
     last_saved = 0
     for start, save in starts:  # every attempt starts where the one before saved
