@@ -180,7 +180,7 @@ def test_a_job_at_its_time_limit_checkpoints_requeues_and_resumes_at_the_same_st
         pytest.skip(problem)
     command = [
         str(BIN / "waebench-train"), "-m", *SLURM_TINY, "trainer.limit_train_batches=null",
-        "trainer.max_epochs=-1", "+trainer.max_time={minutes:2}",
+        "trainer.max_epochs=-1", "+trainer.max_time=\"00:00:02:00\"",
         "callbacks.last_checkpoint.every_n_train_steps=1000000",  # only epoch ends, requeues
         "launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
         # SLURM may send the warning up to a minute early, and a job under load needs ~40 s
@@ -207,6 +207,7 @@ def test_a_job_at_its_time_limit_checkpoints_requeues_and_resumes_at_the_same_st
     log = (run_dir / "train.log").read_text()
     saved = [int(s) for s in re.findall(r"at step (\d+) for the requeue", log)]
     assert len(saved) >= 1, log  # two minutes of training never fit in one slot
+    assert len(re.findall(r"Training from step", log)) >= 2, log  # resumed after a requeue
     starts = re.findall(r"Training from step (\d+)|at step (\d+) for the requeue", log)
     last_saved = 0
     for start, save in starts:  # every attempt starts where the one before saved

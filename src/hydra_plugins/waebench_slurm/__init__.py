@@ -80,7 +80,8 @@ class WaebenchSlurmLauncher(SlurmLauncher):
     def _result(self, job: Any, overrides: Sequence[str]) -> JobReturn:
         from submitit.core.utils import UncompletedJobError
 
-        from waebench.launch.job import record_failure
+        from waebench.io import write_json_atomic
+        from waebench.launch.job import read_metrics
 
         try:
             return job.results()[0]
@@ -97,7 +98,10 @@ class WaebenchSlurmLauncher(SlurmLauncher):
             )
             log.error("%s: %s", run_dir, message)
             if run_dir.is_dir():
-                record_failure(run_dir, message)
+                metrics = read_metrics(run_dir) or {"run_dir": str(run_dir)}
+                if metrics.get("status") != "completed":  # the killed job's own error aside
+                    metrics.update(status="failed", error=message)
+                    write_json_atomic(run_dir / "metrics.json", metrics)
             result = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
             result._return_value = RuntimeError(f"{run_dir}: {message}")
             return result

@@ -65,7 +65,9 @@ class QueueInfoWatcher(SlurmInfoWatcher):
 
 def job_end_time() -> float:
     """This SLURM job's end (start + time limit) as a POSIX time; now when unknown."""
-    job_id = os.environ.get("SLURM_JOB_ID", "")
+    job_id = os.environ.get("SLURM_JOB_ID")
+    if not job_id:
+        return time.time()
     out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True)
     match = re.search(r"\bEndTime=(\S+)", out.stdout)
     try:
@@ -82,7 +84,9 @@ def hold_early_signal(signum: str = "USR2") -> None:
     can take longer than a short time limit's warning), before submitit has a handler: by
     default the signal would kill the job, unrequeued. CheckpointBeforeRequeue then acts on
     it once training runs. Called where the job's pickle is loaded: the plugin."""
-    signal.signal(signal.Signals[f"SIG{signum}"], lambda *s: _early_signals.append(s))
+    number = signal.Signals[f"SIG{signum}"]
+    if signal.getsignal(number) == signal.SIG_DFL:  # Hydra imports plugins again, later
+        signal.signal(number, lambda *s: _early_signals.append(s))
 
 
 class CheckpointBeforeRequeue(L.Callback):
