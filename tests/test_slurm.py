@@ -96,7 +96,7 @@ def slurm_state(job_id: str) -> str:
 
 def start_held_requeued_jobs(sweep_dir: Path) -> None:
     """SLURM holds a requeued job for a while (BeginTime); start this sweep's at once."""
-    for folder in sweep_dir.glob(".submitit/*_*"):
+    for folder in sweep_dir.glob(".submitit/*"):
         out = subprocess.run(
             ["squeue", "-h", "-j", folder.name, "-o", "%T %r"], capture_output=True, text=True
         )
@@ -108,7 +108,7 @@ def start_held_requeued_jobs(sweep_dir: Path) -> None:
 def sweep_dir(tmp_path):
     """The sweep folder; every SLURM job submitted from it is cancelled at the end."""
     yield tmp_path / "sweep"
-    for folder in (tmp_path / "sweep").glob(".submitit/*_*"):
+    for folder in (tmp_path / "sweep").glob(".submitit/*"):
         subprocess.run(["scancel", folder.name], capture_output=True)
 
 
