@@ -177,7 +177,7 @@ def test_missing_inception_weights_say_how_to_provide_them(tmp_path, monkeypatch
         path = require_inception_weights(None)
     except InceptionWeightsError as error:
         message = str(error)
-        assert "WAEBENCH_INCEPTION_WEIGHTS" in message and "eval.inception_weights" in message
+        assert "WAEBENCH_INCEPTION_WEIGHTS" in message and "eval.inception.weights" in message
     else:
         pytest.skip(f"this machine has network: torch-fidelity downloaded {path}")
 

@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from waebench.build import CONFIG_DIR
+from waebench.config_check import ConfigValueError, check_config
 from waebench.evaluation import evaluate_into_metrics
 from waebench.evaluation.evaluate import score_images
 from waebench.evaluation.images import load_images
@@ -81,6 +82,10 @@ def main(cfg: DictConfig) -> None:
             "waebench-eval: give ckpt_path=<run directory or .ckpt>, or "
             "images=<folder or .npz> real=<dataset>:<split> (one of the two)"
         )
+    try:
+        check_config(cfg)
+    except ConfigValueError as error:
+        raise SystemExit(f"waebench-eval: {error}") from None
     metrics = evaluate_checkpoint(cfg) if cfg.ckpt_path else score_image_files(cfg)
     for name, entry in metrics.get("eval", {}).items():
         settings = {k: v for k, v in entry.items() if k in ("extractor", "num_fake", "num_real")}

@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from waebench.build import CONFIG_DIR, build_model
+from waebench.config_check import ConfigValueError, check_config
 from waebench.evaluation import evaluate_into_metrics
 from waebench.fast import check_precision
 from waebench.launch.job import is_multirun, run_sweep_job
@@ -70,9 +71,10 @@ def epoch_means(metrics: dict[str, Any], stage: str) -> dict[str, float]:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train and test one model; returns (and writes) the record of the run. The training
-    process holds the run folder's lock throughout; a folder holding another configuration is
-    refused, and a completed run is returned untouched."""
+    """Train and test one model; returns (and writes) the record of the run. Bad values are
+    refused first. The training process holds the run folder's lock throughout; a folder
+    holding another configuration is refused, and a completed run is returned untouched."""
+    check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank != 0:  # a DDP rank > 0: rank 0 owns the folder
         return fit_and_test(cfg, output_dir, earlier=None)
@@ -144,7 +146,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
         return run_sweep_job(train, cfg)
     try:
         metrics = train(cfg)
-    except DivergenceError as error:
+    except (DivergenceError, ConfigValueError) as error:
         log.error("%s", error)
         raise SystemExit(1) from None
     except Exception:  # into train.log too, not only onto stderr

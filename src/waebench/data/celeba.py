@@ -15,12 +15,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from waebench.data.errors import DatasetNotFoundError
+from waebench.data.errors import CorruptFileError, DatasetNotFoundError
 
 IMAGE_FOLDER = "img_align_celeba"
 PARTITION_FILE = "list_eval_partition.txt"
 PARTITION_CODES = {"train": 0, "val": 1, "test": 2}
 CROP = 140
+REEXTRACT = f"extract it again from img_align_celeba.zip into {IMAGE_FOLDER}/"
 
 
 def locate(roots: list[Path]) -> Path:
@@ -58,15 +59,43 @@ def read_partition(folder: Path) -> dict[str, list[str]]:
     return names
 
 
+def jpeg_problem(path: Path) -> str | None:
+    """Why `path` is not a whole JPEG file (no start-of-image marker FFD8, or no end-of-image
+    marker FFD9 near its end: truncated), or None. Reads 2 bytes and the last kilobyte, so
+    the whole split is checked in seconds before hours of decoding."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"\xff\xd8":
+            return "not a JPEG file (no FFD8 start marker)"
+        f.seek(max(f.seek(0, os.SEEK_END) - 1024, 2))
+        if b"\xff\xd9" not in f.read():
+            return "truncated JPEG (no FFD9 end marker)"
+    return None
+
+
+def check_jpegs(paths: list[Path]) -> None:
+    """Refuse a split with damaged JPEG files, listing them, before any decoding."""
+    damaged = [(p, problem) for p in paths if (problem := jpeg_problem(p))]
+    if damaged:
+        listed = "\n".join(f"  {p}: {problem}" for p, problem in damaged[:20])
+        more = f"\n  ... and {len(damaged) - 20} more" if len(damaged) > 20 else ""
+        raise CorruptFileError(
+            f"celeba: {len(damaged)} damaged image file(s):\n{listed}{more}\n"
+            f"Extract them again from img_align_celeba.zip into {paths[0].parent}."
+        )
+
+
 def preprocess(path: Path, image_size: int) -> np.ndarray:
     """Center crop 140x140 and resize to image_size, as uint8 HWC."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        width, height = image.size
-        left, top = (width - CROP) // 2, (height - CROP) // 2
-        image = image.crop((left, top, left + CROP, top + CROP))
-        image = image.resize((image_size, image_size), Image.Resampling.LANCZOS)
-        return np.asarray(image, dtype=np.uint8)
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as error:
+        raise CorruptFileError.of(path, f"cannot decode ({error})", REEXTRACT) from None
+    width, height = image.size
+    left, top = (width - CROP) // 2, (height - CROP) // 2
+    image = image.crop((left, top, left + CROP, top + CROP))
+    image = image.resize((image_size, image_size), Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def _preprocess_many(args: tuple[list[Path], int]) -> np.ndarray:
@@ -87,6 +116,7 @@ def load_split(folder: Path, split: str, image_size: int, workers: int = 0) -> t
             f"from {folder / IMAGE_FOLDER} (first: {missing[0]}). Unzip all of img_align_celeba.zip there."
         )
     paths = [folder / IMAGE_FOLDER / n for n in names]
+    check_jpegs(paths)
     chunks = [(paths[i : i + 1000], image_size) for i in range(0, len(paths), 1000)]
     if workers > 0 and len(chunks) > 1:
         with ProcessPoolExecutor(workers) as pool:

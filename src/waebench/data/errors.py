@@ -1,2 +1,12 @@
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are missing; the message lists what is expected where."""
+
+
+class CorruptFileError(ValueError):
+    """A dataset file exists but cannot be read; the message names it and the fix."""
+
+    @classmethod
+    def of(cls, path, problem: str, fix: str = "delete it and download it again"):
+        return cls(
+            f"{path}: {problem}. The file is damaged (an interrupted download or copy?): {fix}."
+        )

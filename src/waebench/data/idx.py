@@ -13,12 +13,13 @@ is found as well.
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from waebench.data.errors import DatasetNotFoundError
+from waebench.data.errors import CorruptFileError, DatasetNotFoundError
 
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
@@ -33,18 +34,25 @@ DOWNLOAD_HINTS = {
 
 def read_idx(path: Path) -> np.ndarray:
     """Parse one IDX file: 2 zero bytes, a type code, the number of dimensions,
-    one big-endian uint32 per dimension, then the data."""
+    one big-endian uint32 per dimension, then the data. A damaged file raises
+    CorruptFileError naming it."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise CorruptFileError.of(path, f"truncated or not gzip data ({error})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r})")
+        raise CorruptFileError.of(path, f"not an IDX file (bad magic number {data[:4]!r})")
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    array = np.frombuffer(data, dtype=IDX_DTYPES[data[2]], offset=4 + 4 * ndim)
-    if array.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says shape {shape} but holds {array.size} values")
-    return array.reshape(shape)
+    dtype = np.dtype(IDX_DTYPES[data[2]])
+    body = len(data) - (4 + 4 * ndim)
+    if body < 0 or body != int(np.prod(shape)) * dtype.itemsize:
+        raise CorruptFileError.of(
+            path, f"the header says shape {shape} but the file holds {max(body, 0)} data bytes"
+        )
+    return np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim).reshape(shape)
 
 
 def _find(folder: Path, stem: str) -> Path | None:

@@ -51,15 +51,15 @@ def feature_spaces(settings, datamodule, notes: list[str]) -> list[tuple[Feature
     spaces = []
     inception = switch(settings, "inception")
     if inception is True:
-        weights = require_inception_weights(settings.inception_weights)
+        weights = require_inception_weights(settings.inception.weights)
         spaces.append((FeatureSpace(INCEPTION, str(weights)), settings.inception))
     elif inception == "auto":
-        weights = inception_weights_path(settings.inception_weights)
+        weights = inception_weights_path(settings.inception.weights)
         if weights is None:
             notes.append(
                 "Inception FID skipped: no weights found (eval.inception.enabled=auto). Provide "
                 "them with WAEBENCH_INCEPTION_WEIGHTS=/path/to/weights.pth or "
-                "eval.inception_weights=..., or let torch-fidelity download them with "
+                "eval.inception.weights=..., or let torch-fidelity download them with "
                 "eval.inception.enabled=true (see docs/evaluation.md)."
             )
         else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,18 +64,34 @@ class UInt8Images(Dataset):
 def inception_weights_path(configured: str | None = None) -> Path | None:
     """The Inception weights file found locally: `configured`, else
     $WAEBENCH_INCEPTION_WEIGHTS, else torch-fidelity's own download in the torch hub
-    cache; None when there is none. A named file that does not exist is an error."""
+    cache; None when there is none. A named file that does not exist, or a file that is
+    not a readable state dict, is an error."""
     if configured:
-        source, value = "eval.inception_weights", configured
+        source, value = "eval.inception.weights", configured
     elif os.environ.get(INCEPTION_WEIGHTS_ENV):
         source, value = INCEPTION_WEIGHTS_ENV, os.environ[INCEPTION_WEIGHTS_ENV]
     else:
-        downloaded = hub_weights_path()
-        return downloaded if downloaded.is_file() else None
+        source, value = "torch-fidelity's download", hub_weights_path()
+        if not value.is_file():
+            return None
     path = Path(value).expanduser()
     if not path.is_file():
         raise InceptionWeightsError(f"{source}={value}: no such file")
+    check_weights_file(path, source)
     return path
+
+
+def check_weights_file(path: Path, source: str) -> None:
+    """Load `path` as a state dict (memory-mapped when it is a zip archive, so cheaply)."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception as error:
+        raise InceptionWeightsError(
+            f"{path} ({source}) is not a readable weights file ({type(error).__name__} in "
+            f"torch.load): it is truncated or not a torch state dict. Download it again "
+            f"({URL_INCEPTION_V3}, or your converted copy), or delete it and let torch-fidelity "
+            f"download it."
+        ) from None
 
 
 def hub_weights_path() -> Path:
@@ -96,10 +113,9 @@ def require_inception_weights(configured: str | None = None) -> Path:
         raise InceptionWeightsError(
             f"FID needs the Inception weights (torch-fidelity's inception-v3-compat) and "
             f"downloading them failed ({type(error).__name__}: {error}). Provide the file "
-            f"weights-inception-2015-12-05-6726825d.pth (or a converted copy, e.g. "
-            f"../shared/fid/weights-inception-2015-12-05-converted.pth) with "
-            f"`export {INCEPTION_WEIGHTS_ENV}=/path/to/weights.pth` or "
-            f"`eval.inception_weights=/path/to/weights.pth`, or place it at {target}; "
+            f"weights-inception-2015-12-05-6726825d.pth (or a copy converted to a state "
+            f"dict) with `export {INCEPTION_WEIGHTS_ENV}=/path/to/weights.pth` or "
+            f"`eval.inception.weights=/path/to/weights.pth`, or place it at {target}; "
             f"or skip Inception with `eval.inception.enabled=false` (the classifier feature "
             f"space needs no download)."
         ) from error

@@ -1,0 +1,122 @@
+"""Valid ranges of the numeric config values, keyed on their config paths.
+
+`check_config` runs on the composed config before anything is built or written, and
+refuses every bad value at once with its key, the value and the valid range, e.g.
+
+    model.latent_dim=0: must be an integer >= 1
+
+Defaults live in the YAML files only; this module holds the ranges alone. A key that a
+config does not have (another regularizer's option) is skipped. Choices (regularizer
+kernels, reconstruction names, ...) are checked by the classes that own the lists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+
+from omegaconf import DictConfig, OmegaConf
+
+_ABSENT = object()
+
+
+class ConfigValueError(ValueError):
+    """One or more config values outside their valid range; the message lists them."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """An integer or a finite float with optional bounds; `open` bounds exclude themselves."""
+
+    integer: bool
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    nullable: bool = False
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a finite number"
+        if self.low is not None and self.high is not None:
+            brackets = ("(" if self.low_open else "[", ")" if self.high_open else "]")
+            text = f"{kind} in {brackets[0]}{self.low:g}, {self.high:g}{brackets[1]}"
+        elif self.low is not None:
+            text = f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        elif self.high is not None:
+            text = f"{kind} {'<' if self.high_open else '<='} {self.high:g}"
+        else:
+            text = kind
+        return text + (" (or null)" if self.nullable else "")
+
+    def accepts(self, value: object) -> bool:
+        if value is None:
+            return self.nullable
+        if isinstance(value, bool) or not isinstance(value, Real):
+            return False
+        if self.integer and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+
+def at_least(low: float, integer: bool = True, nullable: bool = False) -> Range:
+    return Range(integer, low, nullable=nullable)
+
+
+def positive(nullable: bool = False) -> Range:
+    return Range(False, 0.0, low_open=True, nullable=nullable)
+
+
+RANGES: dict[str, Range] = {
+    "seed": Range(True, 0, 2**32 - 1),
+    "dataset.image_size": at_least(1),
+    "dataset.channels": at_least(1),
+    "dataset.batch_size": at_least(1),
+    "dataset.eval_batch_size": at_least(1),
+    "dataset.val_size": at_least(1),
+    "dataset.split_seed": Range(True, 0, 2**63 - 1),
+    "dataset.preprocess_workers": at_least(0),
+    "model.latent_dim": at_least(1),
+    "model.width": at_least(1),
+    "model.prior_var": positive(),
+    "model.reconstruction.scale": positive(),
+    "model.optimizer.lr": positive(),
+    "regularizer.weight": at_least(0.0, integer=False),
+    "regularizer.adversary_lr": positive(),
+    "regularizer.hidden": at_least(1),
+    "regularizer.layers": at_least(1),
+    "trainer.max_epochs": at_least(-1, nullable=True),
+    "trainer.max_steps": at_least(-1),
+    "trainer.log_every_n_steps": at_least(1),
+    "trainer.check_val_every_n_epoch": at_least(1, nullable=True),
+    "eval.batch_size": at_least(1),
+    "eval.inception.num_samples": at_least(2),
+    "eval.inception.num_real": at_least(2, nullable=True),
+    "eval.classifier.num_samples": at_least(2),
+    "eval.classifier.num_real": at_least(2, nullable=True),
+    "eval.classifier.train_steps": at_least(1),
+    "eval.gmm_components": at_least(1),
+    "eval.latent_mmd_codes": at_least(2),
+}
+
+
+def problems(cfg: DictConfig) -> list[str]:
+    """`key=value: must be <range>` for every value of `cfg` outside its range."""
+    found = []
+    for key, valid in RANGES.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+        if value is not _ABSENT and not valid.accepts(value):
+            found.append(f"{key}={value}: must be {valid.describe()}")
+    return found
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ConfigValueError naming every value of `cfg` outside its valid range."""
+    found = problems(cfg)
+    if found:
+        lines = "\n".join(f"  {p}" for p in found)
+        raise ConfigValueError(f"invalid config value{'s' * (len(found) > 1)}:\n{lines}")
