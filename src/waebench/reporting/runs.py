@@ -48,7 +48,10 @@ class Run:
 
     @property
     def model(self) -> str:
-        target = str(self.config["regularizer"]["_target_"]).rsplit(".", 1)[-1]
+        regularizer = self.config["regularizer"]
+        target = str(regularizer["_target_"]).rsplit(".", 1)[-1]
+        if target == "W2GaussianPenalty" and regularizer.get("form") == "per_sample":
+            return "W-VAE"
         return MODEL_NAMES.get(target, target)
 
 
