@@ -52,17 +52,26 @@ def study(tmp_path_factory) -> Path:
     ]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": "offline"}
     subprocess.run(command, check=True, env=env, capture_output=True)
-    vae_seed1 = next((root / "sweep").glob("regularizer=kl,seed=1*"))
+    vae_seed1 = next(
+        r.run_dir for r in find_runs([root / "sweep"]) if (r.model, r.seed) == ("VAE", 1)
+    )
     metrics = json.loads((vae_seed1 / "metrics.json").read_text())
     metrics.update(status="diverged", error="training diverged at step 3 (epoch 0): nan")
     (vae_seed1 / "metrics.json").write_text(json.dumps(metrics))
     return root / "sweep"
 
 
+@pytest.fixture(scope="module")
+def page(study, tmp_path_factory) -> Path:
+    """The tiny study's page folder, as `waebench-report --page` writes it."""
+    out = tmp_path_factory.mktemp("page")
+    main([str(study), "--page", "--out", str(out), *PAGE])
+    return out
+
+
 @pytest.mark.slow
-def test_page_of_a_study_has_every_model_figure_and_number(study, tmp_path):
-    main([str(study), "--page", "--out", str(tmp_path), *PAGE])
-    text = (tmp_path / "README.md").read_text()
+def test_page_of_a_study_has_every_model_figure_and_number(study, page):
+    text = (page / "README.md").read_text()
     for model in ("AE", "VAE", "WAE-MMD"):
         assert f"\n| {model} (" in text
     assert "| 1/2 (seed 1 diverged) |" in text
@@ -77,7 +86,7 @@ def test_page_of_a_study_has_every_model_figure_and_number(study, tmp_path):
     ]  # fmt: skip
     for name in figures:
         assert f"]({name})" in text
-        assert (tmp_path / name).stat().st_size > 1000
+        assert (page / name).stat().st_size > 1000
     assert "waebench-train " in text and "sweep=fmnist_study" in text
     assert "regularizer._target_" in text  # a setting that differs between the rows
 
@@ -86,11 +95,25 @@ def test_page_of_a_study_has_every_model_figure_and_number(study, tmp_path):
 def test_a_model_without_completed_run_keeps_its_rows_saying_why(study, tmp_path):
     copy = tmp_path / "sweep"
     shutil.copytree(study, copy)
-    for run_dir in copy.glob("regularizer=mmd,*"):
+    for run_dir in (r.run_dir for r in find_runs([copy]) if r.model == "WAE-MMD"):
         metrics = json.loads((run_dir / "metrics.json").read_text())
         metrics.update(status="failed", error="RuntimeError: out of memory")
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    main([str(copy), "--page", "--out", str(tmp_path / "page"), *PAGE, "--no-tsne"])
+    main(
+        [
+            str(copy),
+            "--page",
+            "--out",
+            str(tmp_path / "page"),
+            "--images",
+            "2",
+            "--pairs",
+            "1",
+            "--points",
+            "50",
+            "--no-tsne",
+        ]
+    )
     text = (tmp_path / "page" / "README.md").read_text()
     assert "| 0/2 (seed 0 failed; seed 1 failed) |" in text
     assert text.count("RuntimeError: out of memory") >= 2  # failed-runs table, one per seed
@@ -102,19 +125,18 @@ def test_a_model_without_completed_run_keeps_its_rows_saying_why(study, tmp_path
     reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
     "chromium-driver; .ci/run installs them)",
 )
-def test_chromium_loads_every_image_and_table_row(study, tmp_path):
+def test_chromium_loads_every_image_and_table_row(page, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    main([str(study), "--page", "--out", str(tmp_path / "page"), *PAGE])
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
-        driver.get((tmp_path / "page" / "index.html").as_uri())
+        driver.get((page / "index.html").as_uri())
         driver.execute_script("return document.readyState")
         images = driver.find_elements(By.TAG_NAME, "img")
         assert len(images) == 8
@@ -133,10 +155,10 @@ def test_chromium_loads_every_image_and_table_row(study, tmp_path):
         assert body_rows[:3] == [3, 3, 1] and body_rows[3] >= 1, body_rows
         height = driver.execute_script("return document.body.scrollHeight")
         driver.set_window_size(1400, height)
-        driver.save_screenshot(str(tmp_path / "page.png"))
+        driver.save_screenshot(str(page / "screenshot.png"))
     finally:
         driver.quit()
-    assert Image.open(tmp_path / "page.png").size[1] >= height
+    assert Image.open(page / "screenshot.png").size[1] >= height
 
 
 def write_run(folder: Path, dataset: str, image_size: int, fid_num_fake: int) -> Path:

@@ -110,12 +110,15 @@ def labelled_rows(
     (e.g. why a model has none)."""
     shapes = [images.shape[-2:] for _, images in rows if images is not None]
     h, w = shapes[0] if shapes else (1, 1)
-    strip_width = 0.9 * columns  # inches
-    row_height = strip_width * (h + 4) / (columns * (w + 2) + 2) + 0.12
-    figure = plt.figure(figsize=(2.6 + strip_width, row_height * len(rows) + 0.4), dpi=100)
+    strip_width, label_width = 0.9 * columns, 2.4  # inches
+    row_height = strip_width * (h + 4) / (columns * (w + 2) + 2) + 0.08
+    title_height = 0.4 if title else 0.0
+    height = row_height * len(rows) + title_height
+    figure = plt.figure(figsize=(label_width + strip_width, height), dpi=100)
     grid = figure.add_gridspec(
-        len(rows), 2, width_ratios=[2.4, strip_width], wspace=0.02, hspace=0.08
-    )
+        len(rows), 2, width_ratios=[label_width, strip_width], wspace=0.02, hspace=0.06,
+        left=0.0, right=1.0, bottom=0.0, top=1.0 - title_height / height,
+    )  # fmt: skip
     for i, (label, images) in enumerate(rows):
         text = figure.add_subplot(grid[i, 0])
         text.axis("off")
