@@ -10,6 +10,7 @@ dataset side by side (docs/study.md): DIR/README.md, DIR/index.html and their fi
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
                 n_images=args.images, pairs=args.pairs, points=args.points,
                 tsne=not args.no_tsne, seed=args.seed,
             )  # fmt: skip
-            command = args.command or " ".join(["waebench-report", *sys.argv[1:]])
+            given = sys.argv[1:] if argv is None else argv
+            command = args.command or shlex.join(["waebench-report", *given])
             out = args.out or Path(args.paths[0]) / "page"
             path = write_page(runs_under(args.paths), out, settings, command)
             print(f"Page written to {path} (Markdown: {path.parent / 'README.md'})")
