@@ -27,7 +27,7 @@ def train_sweep(root: Path, steps: int) -> Path:
     command = [
         str(Path(sys.executable).parent / "waebench-train"), "-m", "sweep=fmnist_study",
         f"trainer.limit_train_batches={steps}", "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
+        "+trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
         "eval.enabled=false", f"paths.log_dir={root}", f"hydra.sweep.dir={sweep}",
     ]  # fmt: skip
     started = time.time()

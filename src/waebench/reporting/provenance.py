@@ -12,7 +12,6 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from waebench.reporting.runs import Run
 
@@ -70,19 +69,15 @@ def stamp(seconds: float) -> str:
 
 
 def span(runs: list[Run]) -> tuple[float, float] | None:
-    """(first run's start, last run's end) in seconds since the epoch: the `config.yaml`
-    each run writes when it starts and the `metrics.json` it (re)writes when it ends."""
-    starts = [(r.run_dir / "config.yaml").stat().st_mtime for r in runs]
-    ends = [(r.run_dir / "metrics.json").stat().st_mtime for r in runs if r.metrics is not None]
-    if not starts or not ends:
+    """(first run's start, last run's end) in seconds since the epoch."""
+    ends = [r.ended for r in runs if r.ended is not None]
+    if not runs or not ends:
         return None
-    return min(starts), max(ends)
+    return min(r.started for r in runs), max(ends)
 
 
 def run_command(run: Run) -> str:
-    """`waebench-train <overrides>` that ran this run (Hydra's `.hydra/overrides.yaml`)."""
-    path = run.run_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return f"(no {path}: not started by waebench-train)"
-    overrides = [str(o) for o in OmegaConf.load(path)]
-    return "waebench-train " + " ".join(overrides)
+    """`waebench-train <overrides>` that ran this run."""
+    if run.overrides is None:
+        return f"(no overrides recorded in {run.run_dir}: not started by waebench-train)"
+    return "waebench-train " + " ".join(run.overrides)
