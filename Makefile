@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev quickstart test lint benchmark clean
+.PHONY: install install-dev quickstart study test lint benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,17 @@ install-dev: $(BIN)/python
 quickstart: install
 	$(BIN)/waebench-train experiment=quickstart
 	@echo "Results: $$(ls -td outputs/train/runs/* | head -1)"
+
+# The comparison study (docs/study.md): 8 models x 3 seeds on Fashion-MNIST, then its page.
+# Extra overrides: make study STUDY_ARGS="launcher=gpus trainer.accelerator=gpu". A failed job
+# does not stop the page (it shows the failure); the exit status is the sweep's.
+STUDY_DIR ?= outputs/sweeps/fmnist_study
+STUDY_ARGS ?=
+study:
+	$(BIN)/waebench-train -m sweep=fmnist_study hydra.sweep.dir=$(STUDY_DIR) $(STUDY_ARGS); \
+	status=$$?; \
+	$(BIN)/waebench-report --page $(STUDY_DIR) --out $(STUDY_DIR)/page \
+		--command 'make study STUDY_ARGS="$(STUDY_ARGS)"' && exit $$status
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -46,8 +46,28 @@ class Run:
         return self.config.get("seed")
 
     @property
+    def started(self) -> float:
+        """When the run (last) started, in seconds since the epoch: its `config.yaml`."""
+        return (self.run_dir / "config.yaml").stat().st_mtime
+
+    @property
+    def ended(self) -> float | None:
+        """When the run last wrote `metrics.json` (at its end), or None."""
+        path = self.run_dir / "metrics.json"
+        return path.stat().st_mtime if self.metrics is not None and path.is_file() else None
+
+    @property
+    def overrides(self) -> list[str] | None:
+        """The command-line overrides it was launched with (Hydra's `.hydra/overrides.yaml`)."""
+        path = self.run_dir / ".hydra" / "overrides.yaml"
+        return [str(o) for o in OmegaConf.load(path)] if path.is_file() else None
+
+    @property
     def model(self) -> str:
-        target = str(self.config["regularizer"]["_target_"]).rsplit(".", 1)[-1]
+        regularizer = self.config["regularizer"]
+        target = str(regularizer["_target_"]).rsplit(".", 1)[-1]
+        if target == "W2GaussianPenalty" and regularizer.get("form") == "per_sample":
+            return "W-VAE"
         return MODEL_NAMES.get(target, target)
 
 

@@ -1,0 +1,359 @@
+"""`waebench-report --page`: one page comparing the models of one dataset side by side.
+
+Writes `README.md` (Markdown) and `index.html` (the same content, opens offline) with the
+PNG figures beside them: the loss and FID tables (mean ± std over seeds, best marked),
+reconstructions, interpolations, latent maps, samples and training curves of every model
+(recomputed from the checkpoints, `comparison`), and where every number came from.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from pathlib import Path
+
+import markdown
+
+from waebench.launch.job import flatten
+from waebench.reporting import comparison, provenance
+from waebench.reporting.render import format_cell, runs_done
+from waebench.reporting.runs import Run
+from waebench.reporting.table import NOT_MODEL_KEYS, Cell, Column, Row, Table, build_tables
+
+# Settings that must agree between all runs of one page: what the images are, and how FID
+# was computed (per FID entry of metrics.json, extractor and sample counts are checked too).
+SAME_ON_A_PAGE = (
+    "dataset.name", "dataset.image_size", "dataset.channels", "dataset.value_range",
+    "eval.split", "eval.seed", "eval.inception.enabled", "eval.inception.num_samples",
+    "eval.inception.num_real", "eval.classifier.enabled", "eval.classifier.num_samples",
+    "eval.classifier.num_real", "eval.classifier.train_steps", "eval.fid.prior", "eval.fid.gmm",
+    "eval.fid.reconstructions", "eval.gmm_components", "eval.latent_mmd_codes",
+)  # fmt: skip
+# The loss table: (where in metrics.json, title, lower is better across models).
+LOSS_COLUMNS = (
+    ("test.rec", "test reconstruction cost", True),
+    ("test.penalty", "test penalty (each model its own divergence)", False),
+    ("eval.mse/test", "test MSE/pixel", True),
+    ("eval.latent_mmd/test", "latent MMD to the prior (same estimator for all)", True),
+)
+
+
+class MixedRunsError(ValueError):
+    """Runs that cannot share a page (another dataset, image size or FID setting)."""
+
+
+def check_comparable(runs: list[Run]) -> None:
+    """Raise MixedRunsError listing every setting in which the runs differ."""
+    problems = []
+    for key in SAME_ON_A_PAGE:
+        values: dict[str, list[str]] = {}
+        for run in runs:
+            values.setdefault(repr(flatten(run.config).get(key)), []).append(run.run_dir.name)
+        if len(values) > 1:
+            problems.append(
+                f"{key}: " + "; ".join(f"{v} in {', '.join(r)}" for v, r in values.items())
+            )
+    settings: dict[str, dict[str, list[str]]] = {}
+    for run in runs:
+        for name, entry in (run.metrics or {}).get("eval", {}).items():
+            if name.startswith(("fid/", "kid/")) and isinstance(entry, dict):
+                shown = repr(
+                    {k: entry.get(k) for k in ("extractor", "num_fake", "num_real", "real")}
+                )
+                settings.setdefault(name, {}).setdefault(shown, []).append(run.run_dir.name)
+    for name, values in settings.items():
+        if len(values) > 1:
+            problems.append(
+                f"{name}: " + "; ".join(f"{v} in {', '.join(r)}" for v, r in values.items())
+            )
+    if problems:
+        raise MixedRunsError(
+            "these runs cannot share one page, they differ in:\n  "
+            + "\n  ".join(problems)
+            + "\npass the runs of one dataset and one evaluation setting (e.g. one sweep "
+            "folder), or re-evaluate the odd ones with `waebench-eval ckpt_path=<run> eval....`"
+        )
+
+
+def lookup(metrics: dict, where: str) -> float | None:
+    section, key = where.split(".", 1)
+    entry = (metrics.get(section) or {}).get(key)
+    if isinstance(entry, dict):
+        entry = entry.get("value")
+    return None if entry is None else float(entry)
+
+
+def loss_cells(row: Row) -> dict[str, Cell]:
+    cells = {}
+    for where, _, _ in LOSS_COLUMNS:
+        values = [lookup(r.metrics or {}, where) for r in row.completed]
+        cells[where] = Cell([v for v in values if v is not None])
+    return cells
+
+
+def best(cells: list[Cell | None]) -> float | None:
+    means = [c.mean for c in cells if c is not None and c.n and not math.isnan(c.mean)]
+    return min(means) if means else None
+
+
+def shown(cell: Cell | None, row: Row, lowest: float | None) -> str:
+    text = format_cell(cell, row)
+    if lowest is not None and cell is not None and cell.n and cell.mean == lowest:
+        return f"**{text}** ★"
+    return text
+
+
+def status_text(row: Row) -> str:
+    """`completed/all`, then each run that did not complete, with its status."""
+    odd = [f"seed {r.seed} {r.status}" for r in row.runs if r.status != "completed"]
+    return runs_done(row) + (f" ({'; '.join(odd)})" if odd else "")
+
+
+def markdown_table(header: list[str], lines: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines]
+    return out
+
+
+def loss_table(rows: list[Row]) -> list[str]:
+    cells = {id(row): loss_cells(row) for row in rows}
+    lowest = {
+        where: best([cells[id(r)][where] for r in rows]) if ranked else None
+        for where, _, ranked in LOSS_COLUMNS
+    }
+    lines = [
+        [row.label, status_text(row)]
+        + [shown(cells[id(row)][w], row, lowest[w]) for w, _, _ in LOSS_COLUMNS]
+        for row in rows
+    ]
+    return markdown_table(["model", "runs", *(t for _, t, _ in LOSS_COLUMNS)], lines)
+
+
+def fid_columns(table: Table) -> list[Column]:
+    return [c for c in table.columns if c.metric.startswith(("fid/", "kid/"))]
+
+
+def fid_table(table: Table) -> list[str]:
+    columns = fid_columns(table)
+    ours = [r for r in table.rows if not r.source]
+    lowest = {c: best([r.cells.get(c) for r in ours]) for c in columns}
+    lines = [
+        [row.label, status_text(row)]
+        + [shown(row.cells.get(c), row, None if row.source else lowest[c]) for c in columns]
+        for row in table.rows
+    ]
+    return markdown_table(["model", "runs", *(c.title for c in columns)], lines)
+
+
+def surprises(table: Table) -> list[str]:
+    """Where a regularized model does not beat the plain AE (mean over seeds) on latent MMD
+    or on the FID of prior samples: the comparisons the regularizers exist to win."""
+    ours = [r for r in table.rows if not r.source]
+    baseline = next((r for r in ours if r.model == "AE"), None)
+    if baseline is None:
+        return []
+    checks = [(Column("latent_mmd/test"), "latent MMD")]
+    checks += [(c, c.title) for c in fid_columns(table) if c.metric == "fid/samples/prior"]
+    notes = []
+    for column, title in checks:
+        ae = baseline.cells.get(column)
+        if ae is None or not ae.n:
+            continue
+        for row in ours:
+            cell = row.cells.get(column)
+            if row is not baseline and cell is not None and cell.n and cell.mean >= ae.mean:
+                notes.append(
+                    f"- {row.model} does not beat the AE on {title}: {format_cell(cell, row)} "
+                    f"vs {format_cell(ae, baseline)}."
+                )
+    return notes
+
+
+def config_differences(rows: list[Row]) -> list[str]:
+    """The config keys (model-defining ones) whose values differ between the rows."""
+    ours = [r for r in rows if r.runs]
+    flats = [flatten(r.runs[0].config) for r in ours]
+    keys = sorted({k for f in flats for k in f})
+    keys = [
+        k
+        for k in keys
+        if not any(k == p or k.startswith(p + ".") for p in NOT_MODEL_KEYS)
+        and len({repr(f.get(k)) for f in flats}) > 1
+    ]
+    if not keys:
+        return ["None: one model, or rows that differ only in seed."]
+    header = ["key", *(r.model for r in ours)]
+    return markdown_table(header, [[k, *(str(f.get(k, "—")) for f in flats)] for k in keys])
+
+
+def provenance_lines(table: Table) -> list[str]:
+    """Each column's metrics.json key and settings (extractor, image counts, real split)."""
+    out = [f"- `{w}` in each run's `metrics.json`: {t}" for w, t, _ in LOSS_COLUMNS]
+    for column in fid_columns(table):
+        if column.published:
+            continue
+        settings = dict(column.settings)
+        key = column.metric
+        if not str(settings.get("extractor", "")).startswith("inception"):
+            key += f"@{settings.get('extractor')}"
+        out.append(
+            f"- `eval.{key}`: {column.title.split(' [')[0]}, feature extractor "
+            f"`{settings.get('extractor')}`, {settings.get('num_fake')} generated images against "
+            f"{settings.get('num_real')} real ones ({settings.get('real')})"
+        )
+    return out
+
+
+def figure_sections(rows, out_dir: Path, settings: comparison.FigureSettings) -> list[str]:
+    ours = [r for r in rows if not r.source]
+    entries = comparison.load_entries(ours)
+    drawable = [e for e in entries if e.run is not None]
+    if not drawable:
+        return ["", "No completed run with a checkpoint: no figures."]
+    datamodule = comparison.load_datamodule(drawable[0].run)
+    n, s = settings.n_images, settings.seed
+    out = ["", "## Reconstructions", ""]
+    out.append(
+        f"The same {n} test images (drawn with seed {s}) in the first row; below, each model's "
+        "reconstruction of them (its lowest completed seed)."
+    )
+    out += [
+        "",
+        f"![reconstructions]({comparison.reconstructions(entries, datamodule, settings, out_dir / 'reconstructions.png').name})",
+    ]
+    out += ["", "## Interpolations", ""]
+    out.append(
+        f"For the same {settings.pairs} pairs of test images: the pixel-space cross-fade "
+        "(1 − t) a + t b, then each model's decoding of (1 − t) enc(a) + t enc(b)."
+    )
+    for path in comparison.interpolations(entries, datamodule, settings, out_dir):
+        out += ["", f"![{path.stem}]({path.name})"]
+    out += ["", "## Latent maps", ""]
+    out.append(
+        f"The same {settings.points} test images: their raw pixels, then each model's codes, "
+        f"coloured by class, over {settings.prior_points} samples of the model's prior (grey). "
+        "PCA: the codes' first two principal axes (prior samples projected on them); t-SNE: "
+        "codes and prior samples embedded together."
+    )
+    for path in comparison.latent_maps(entries, datamodule, settings, out_dir):
+        out += ["", f"![{path.stem}]({path.name})"]
+    out += ["", "## Samples", ""]
+    out.append(
+        f"{n} decoded prior samples per model and, where the evaluation fitted one (eval.fid.gmm), "
+        "samples of the Gaussian mixture fitted to the training codes: the evaluation's sampler "
+        "and seed, so these are the first images its FID scored."
+    )
+    out += [
+        "",
+        f"![samples]({comparison.samples(entries, datamodule, settings, out_dir / 'samples.png').name})",
+    ]
+    out += ["", "## Training curves", ""]
+    out.append(
+        "Per logged step, every completed seed; one colour per model. The penalties are "
+        "different divergences (KL, MMD, adversarial, ...): compare their trends, not levels."
+    )
+    out += [
+        "",
+        f"![training curves]({comparison.training_curves(ours, out_dir / 'training_curves.png').name})",
+    ]
+    return out
+
+
+def page_markdown(runs, table, out_dir, settings, command: str, started: float) -> str:
+    rows = table.rows
+    completed = sum(r.status == "completed" for r in runs)
+    seeds = sorted({str(r.seed) for r in runs})
+    models = " vs ".join(r.model for r in rows if not r.source)
+    out = [f"# {table.dataset}: {models}, side by side", ""]
+    out.append(
+        f"{len(runs)} runs ({completed} completed), seeds {', '.join(seeds)}. Cells: mean ± "
+        "sample std over the completed seeds (n = seeds); ★ marks the lowest mean of a column "
+        "(all these columns are lower-is-better)."
+    )
+    out += ["", "## Losses (test split)", "", *loss_table([r for r in rows if not r.source])]
+    out += ["", "## FID", "", *fid_table(table)]
+    notes = surprises(table)
+    out += ["", "## What surprised us", ""]
+    out += notes or ["- Every regularized model beats the AE on latent MMD and prior-sample FID."]
+    out += figure_sections(rows, out_dir, settings)
+    out += ["", "## Failed and unfinished runs", ""]
+    failed = [r for r in runs if r.status != "completed"]
+    out += (
+        markdown_table(
+            ["run", "model", "seed", "status", "error"],
+            [
+                [
+                    r.run_dir.name,
+                    r.model,
+                    str(r.seed),
+                    r.status,
+                    r.error.splitlines()[0][:200] if r.error else "",
+                ]
+                for r in failed
+            ],
+        )
+        if failed
+        else ["All runs completed."]
+    )
+    out += ["", "## How these numbers were made", ""]
+    window = provenance.span(runs)
+    page_seconds = time.time() - started
+    if window:
+        first, last = window
+        out.append(
+            f"- Runs: first started {provenance.stamp(first)}, last finished "
+            f"{provenance.stamp(last)} ({(last - first) / 60:.1f} min of training and evaluation, "
+            f"from the run folders' file times)."
+        )
+    out.append(
+        f"- This page: built {provenance.stamp(time.time())} in {page_seconds / 60:.1f} min."
+    )
+    out.append(f"- Machine (where the page was built): {provenance.machine()}.")
+    out.append(f"- Command: `{command}`")
+    out += ["", "Each row's runs, as launched (one seed shown per row):", ""]
+    out += [f"- {r.model}: `{provenance.run_command(r.runs[0])}`" for r in rows if r.runs]
+    out += ["", "### Settings that differ between the rows", "", *config_differences(rows)]
+    out += ["", "### Where each number comes from", "", *provenance_lines(table)]
+    out += ["", "### Software", ""]
+    out += [f"- {name}: {version}" for name, version in provenance.versions().items()]
+    return "\n".join(out) + "\n"
+
+
+HTML = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 1400px; margin: 2em auto; padding: 0 1em; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
+th, td {{ border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: left; }}
+th {{ background: #eee; }}
+img {{ max-width: 100%; display: block; margin: 0.5em 0; }}
+code {{ background: #f4f4f4; font-size: 0.85em; word-break: break-all; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
+
+
+def write_page(
+    runs: list[Run],
+    out_dir: str | Path,
+    settings: comparison.FigureSettings | None = None,
+    command: str = "",
+) -> Path:
+    """Write README.md, index.html and the figures for `runs` (one dataset) into `out_dir`;
+    returns index.html's path."""
+    started = time.time()
+    settings = settings or comparison.FigureSettings()
+    check_comparable(runs)
+    (table,) = build_tables(runs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = page_markdown(runs, table, out_dir, settings, command, started)
+    (out_dir / "README.md").write_text(text)
+    body = markdown.markdown(text, extensions=["tables"])
+    title = html.escape(f"waebench: {table.dataset}")
+    path = out_dir / "index.html"
+    path.write_text(HTML.format(title=title, body=body))
+    return path
