@@ -15,11 +15,11 @@ from pathlib import Path
 
 import markdown
 
-from waebench.launch.job import flatten
 from waebench.reporting import comparison, provenance
 from waebench.reporting.render import format_cell, runs_done
 from waebench.reporting.runs import Run
 from waebench.reporting.table import NOT_MODEL_KEYS, Cell, Column, Row, Table, build_tables
+from waebench.run.record import flatten
 
 # Settings that must agree between all runs of one page: what the images are, and how FID
 # was computed (per FID entry of metrics.json, extractor and sample counts are checked too).

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from waebench.run.record import Status, find_run_dirs, read_config, read_metrics
 
 # The regularizer's class -> the model's name in tables.
