@@ -1,0 +1,4 @@
+"""Hyper-parameter search with Optuna: the search space (`space`), the study and its trials as
+sweep jobs (`study`), what a trial's job folder says about it (`outcome`), and the pruning
+callback that runs inside a trial (`pruning`). The sweeper that drives them is the Hydra plugin
+`hydra_plugins.waebench_optuna`; `waebench.reporting.search` reads a finished study."""
