@@ -28,6 +28,7 @@ from waebench.search.study import (
     CANCELLED,
     FOLDER,
     HEARTBEAT,
+    PRUNED_BY,
     REASON,
     RETRY_OF,
     StorageError,
@@ -89,7 +90,9 @@ def load(sweep_dir: Path, url: str | None = None) -> optuna.Study:
     return optuna.load_study(study_name=sweep_dir.name, storage=open_storage(url))
 
 
-def check_study(sweep_dir: Path, study: optuna.Study, n_trials: int) -> list[optuna.trial.FrozenTrial]:
+def check_study(
+    sweep_dir: Path, study: optuna.Study, n_trials: int
+) -> list[optuna.trial.FrozenTrial]:
     """n_trials completed trials, each in its own folder, whose metrics.json holds its value
     and config.yaml its parameters; every folder on disk belongs to a completed trial."""
     complete = study.get_trials(states=(TrialState.COMPLETE,))
@@ -136,7 +139,10 @@ def test_the_search_space_is_read_from_hydra_sweep_syntax():
 def test_a_search_space_of_the_wrong_type_or_key_names_the_parameter(tmp_path):
     cfg = compose_train_config(tmp_path / "run", [])
     check_space(
-        {"model.latent_dim": IntDistribution(2, 16), "regularizer": CategoricalDistribution(["gan"])},
+        {
+            "model.latent_dim": IntDistribution(2, 16),
+            "regularizer": CategoricalDistribution(["gan"]),
+        },
         cfg,
     )
     with pytest.raises(SearchSpaceError, match=r"model\.latent_dim is int .*tag\(int"):
@@ -167,7 +173,9 @@ def test_an_objective_no_trial_writes_names_the_metrics_that_exist(tmp_path):
 
 
 def test_an_unreachable_storage_says_which_url_and_what_failed():
-    with pytest.raises(StorageError, match=r"postgresql://waebench:\*\*\*@127\.0\.0\.1:9/x.*refused"):
+    with pytest.raises(
+        StorageError, match=r"postgresql://waebench:\*\*\*@127\.0\.0\.1:9/x.*refused"
+    ):
         open_storage("postgresql://waebench:secret@127.0.0.1:9/x")
 
 
@@ -196,13 +204,41 @@ def test_racing_sweepers_ask_exactly_n_trials_and_rerun_a_stale_trial_once(tmp_p
         a.tell(trial, 0.5)
     stale = kept[0]
     a._storage.set_trial_system_attr(stale._trial_id, HEARTBEAT, time.time() - 100)
-    take_back_stale(a, grace_period=10, max_retries=2)
-    take_back_stale(b, grace_period=10, max_retries=2)
+    take_back_stale(a, tmp_path, ["val/loss"], grace_period=10, max_retries=2)
+    take_back_stale(b, tmp_path, ["val/loss"], grace_period=10, max_retries=2)
     assert a.trials[0].state == TrialState.FAIL and "interrupted" in a.trials[0].user_attrs[REASON]
     (rerun,) = a.get_trials(states=(TrialState.WAITING,))
     assert rerun.user_attrs == {FOLDER: stale.user_attrs[FOLDER], RETRY_OF: 0}
     asked = b.ask(space)
     assert claim(b, asked, 6) and asked.params == stale.params
+
+
+def test_a_stale_trial_whose_job_ended_counts_as_its_job_ended(tmp_path):
+    """The sweeper died after its trials' jobs ended but before it told the study: the next
+    sweeper concludes them from their folders (completed: the value in its metrics.json;
+    stopped by the pruner: pruned, and its metrics.json says so) and re-runs neither."""
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/optuna.db"))
+    done, pruned = (
+        study.ask({"x": FloatDistribution(0, 1)}),
+        study.ask({"x": FloatDistribution(0, 1)}),
+    )
+    for trial in (done, pruned):
+        assert claim(study, trial, 2)
+        study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, time.time() - 100)
+    pruned.set_user_attr(PRUNED_BY, "pruned after epoch 0: val/rec=9")
+    written = [
+        {"status": "completed", "val": {"loss": 0.25}},
+        {"status": "failed", "error": "TrialPruned: pruned", "traceback": "..."},
+    ]
+    for trial, metrics in zip(study.trials, written, strict=True):
+        (tmp_path / trial.user_attrs[FOLDER]).mkdir()
+        (tmp_path / trial.user_attrs[FOLDER] / "metrics.json").write_text(json.dumps(metrics))
+    take_back_stale(study, tmp_path, ["val/loss"], grace_period=10, max_retries=2)
+    first, second = study.trials  # nothing re-run
+    assert first.state == TrialState.COMPLETE and first.values == [0.25]
+    assert second.state == TrialState.PRUNED
+    metrics = json.loads((tmp_path / second.user_attrs[FOLDER] / "metrics.json").read_text())
+    assert metrics["status"] == "pruned" and "traceback" not in metrics
 
 
 # --- real studies ---------------------------------------------------------------------------
@@ -319,7 +355,11 @@ def test_two_sweepers_on_one_study_lose_no_trial_and_run_none_twice(tmp_path, st
         name = f"test-{os.getpid()}-{time.time_ns()}"
         args = [f"hydra.sweeper.storage={url}", f"hydra.sweeper.study_name={name}"]
     elif storage == "journal":
-        url, name, args = f"journal:{sweep}/optuna.journal", sweep.name, ["hydra.sweeper.storage=journal"]
+        url, name, args = (
+            f"journal:{sweep}/optuna.journal",
+            sweep.name,
+            ["hydra.sweeper.storage=journal"],
+        )
     else:
         url, name, args = f"sqlite:///{sweep}/optuna.db", sweep.name, []
     args += ["hydra.sweeper.n_trials=4"]
@@ -332,8 +372,12 @@ def test_two_sweepers_on_one_study_lose_no_trial_and_run_none_twice(tmp_path, st
         assert code == 0, log.read_text()[-3000:]
     study = optuna.load_study(study_name=name, storage=open_storage(url))
     check_study(sweep, study, 4)
-    assert runs_per_folder(outputs) == {t.user_attrs[FOLDER]: 1 for t in study.trials if FOLDER in t.user_attrs}
-    assert {t.state for t in study.trials if not t.user_attrs.get(CANCELLED)} == {TrialState.COMPLETE}
+    assert runs_per_folder(outputs) == {
+        t.user_attrs[FOLDER]: 1 for t in study.trials if FOLDER in t.user_attrs
+    }
+    assert {t.state for t in study.trials if not t.user_attrs.get(CANCELLED)} == {
+        TrialState.COMPLETE
+    }
 
 
 @pytest.mark.slow
@@ -368,7 +412,9 @@ def test_pruning_stops_a_trial_that_is_clearly_worse(tmp_path):
 
 @pytest.mark.slow
 def test_an_objective_that_no_trial_writes_stops_the_search_with_the_existing_keys(tmp_path):
-    done = run_search(tmp_path / "sweep", "hydra.sweeper.n_trials=2", "hydra.sweeper.objective=[val/fid]")
+    done = run_search(
+        tmp_path / "sweep", "hydra.sweeper.n_trials=2", "hydra.sweeper.objective=[val/fid]"
+    )
     assert done.returncode != 0
     assert re.search(r"objective val/fid not in .*metrics are: .*val/loss, val/rec", done.stderr)
     assert len(list((tmp_path / "sweep").glob("trial=*"))) == 1

@@ -132,7 +132,7 @@ class OptunaSweeper(Sweeper):
 
         job_idx, idle = 0, threading.Event()
         while True:
-            bookkeeping.take_back_stale(study, s.grace_period, s.max_retries)
+            bookkeeping.take_back_stale(study, sweep_dir, objectives, s.grace_period, s.max_retries)
             new, waiting, running = bookkeeping.progress(study, s.n_trials)
             size = min(s.n_jobs, new + waiting)
             if size == 0:
@@ -175,32 +175,22 @@ class OptunaSweeper(Sweeper):
         return overrides
 
     def tell(self, study, trial, sweep_dir: Path, objectives: list[str]) -> None:
-        from optuna.trial import TrialState
-
         from waebench.search import study as bookkeeping
-        from waebench.search.outcome import mark_pruned, read_outcome
+        from waebench.search.outcome import COMPLETED, FAILED
 
         frozen = study._storage.get_trial(trial._trial_id)
-        folder = sweep_dir / frozen.user_attrs[bookkeeping.FOLDER]
-        pruned = frozen.user_attrs.get(bookkeeping.PRUNED_BY)
-        outcome = read_outcome(folder, objectives)
-        if pruned:
-            mark_pruned(folder, pruned)
-            study.tell(trial, state=TrialState.PRUNED)
-            log.info("Trial %d %s", trial.number, pruned)
-        elif outcome.state == "completed":
-            study.tell(trial, outcome.values)
+        outcome = bookkeeping.conclude(
+            study, frozen, sweep_dir, objectives, self.settings.max_retries
+        )
+        if outcome is None:  # another sweeper took it back first (this one was stalled)
+            return
+        folder = bookkeeping.folder_of(frozen)
+        if outcome.state == COMPLETED:
             log.info("Trial %d: %s = %s", trial.number, objectives, outcome.values)
-        else:
-            trial.set_user_attr(bookkeeping.REASON, outcome.reason)
-            study.tell(trial, state=TrialState.FAIL)
-            log.error("Trial %d (%s) %s: %s", trial.number, folder, outcome.state, outcome.reason)
-            if outcome.state == "interrupted":
-                bookkeeping.retry(
-                    study, study._storage.get_trial(trial._trial_id), self.settings.max_retries
-                )
-            elif outcome.reason.startswith("objective"):
-                raise SearchError(outcome.reason)
+            return
+        log.warning("Trial %d (%s) %s: %s", trial.number, folder, outcome.state, outcome.reason)
+        if outcome.state == FAILED and outcome.reason.startswith("objective"):
+            raise SearchError(outcome.reason)
 
     def log_result(self, study, objectives: list[str]) -> None:
         from optuna.trial import TrialState

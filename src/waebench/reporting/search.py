@@ -76,7 +76,9 @@ def study_section(sweep_dir: Path, description: dict[str, Any], out_dir: Path) -
     else:
         out += ["| trial | state | folder | why |", "|---|---|---|---|"]
         for t in others:
-            why = str(t.user_attrs.get(PRUNED_BY) or t.user_attrs.get(REASON, "")).replace("|", "\\|")
+            why = str(t.user_attrs.get(PRUNED_BY) or t.user_attrs.get(REASON, "")).replace(
+                "|", "\\|"
+            )
             out.append(f"| {t.number} | {t.state.name.lower()} | {folder_of(t)} | {why} |")
         out.append("")
     return "\n".join(out)

@@ -16,6 +16,8 @@ from waebench.launch.job import read_metrics
 
 STAGES = ("train", "val", "test")
 COMPLETED, PRUNED = "completed", "pruned"
+# How a trial's job ended, beside those two: a result of its hyper-parameters, or cut short.
+FAILED, INTERRUPTED = "failed", "interrupted"
 # Statuses train() and the sweep jobs write when the run itself ended with an error: a result
 # of the trial's hyper-parameters. Any other end (no metrics.json, `running`, a failure without
 # a traceback: the job process died) means the trial was interrupted, and is re-run.
@@ -24,7 +26,7 @@ FAILED_IN_RUN = ("failed", "diverged")
 
 @dataclass
 class Outcome:
-    state: str  # "completed" | "failed" | "interrupted"
+    state: str  # COMPLETED | PRUNED | FAILED | INTERRUPTED
     values: list[float] | None = None
     reason: str = ""
 
@@ -50,7 +52,7 @@ def metric_names(metrics: dict[str, Any]) -> list[str]:
 def read_outcome(run_dir: Path, objectives: list[str]) -> Outcome:
     metrics = read_metrics(run_dir)
     if metrics is None:
-        return Outcome("interrupted", reason="the job left no metrics.json (killed?)")
+        return Outcome(INTERRUPTED, reason="the job left no metrics.json (killed?)")
     status, error = metrics.get("status"), str(metrics.get("error", "")).splitlines()
     first_line = error[0] if error else ""
     if status == COMPLETED:
@@ -58,14 +60,14 @@ def read_outcome(run_dir: Path, objectives: list[str]) -> Outcome:
         missing = [name for name, value in zip(objectives, values, strict=True) if value is None]
         if missing:
             return Outcome(
-                "failed",
+                FAILED,
                 reason=f"objective {', '.join(missing)} not in {run_dir}/metrics.json; its metrics "
                 f"are: {', '.join(metric_names(metrics))}",
             )
         return Outcome(COMPLETED, values)
     if status in FAILED_IN_RUN and "traceback" in metrics:
-        return Outcome("failed", reason=f"{status}: {first_line}")
-    return Outcome("interrupted", reason=f"{status}: {first_line}".rstrip(": "))
+        return Outcome(FAILED, reason=f"{status}: {first_line}")
+    return Outcome(INTERRUPTED, reason=f"{status}: {first_line}".rstrip(": "))
 
 
 def mark_pruned(run_dir: Path, reason: str) -> None:

@@ -37,6 +37,14 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from waebench.launch.job import job_dirname
+from waebench.search.outcome import (
+    COMPLETED,
+    INTERRUPTED,
+    PRUNED,
+    Outcome,
+    mark_pruned,
+    read_outcome,
+)
 from waebench.search.space import trial_overrides
 
 log = logging.getLogger(__name__)
@@ -161,24 +169,61 @@ def retry(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> bool:
     return True
 
 
-def take_back_stale(study: optuna.Study, grace_period: float, max_retries: int) -> None:
-    """Fail and re-run the RUNNING trials whose sweeper stopped beating. Failing is the claim:
-    the storage lets one sweeper finish a trial, the others get UpdateFinishedTrialError."""
-    storage, now = study._storage, time.time()
+def conclude(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    sweep_dir: Path,
+    objectives: list[str],
+    max_retries: int,
+    why: str = "",
+) -> Outcome | None:
+    """Tell the study how a trial's job ended, as its folder says: completed -> COMPLETE with
+    its objective values; stopped by the pruner -> PRUNED (and its metrics.json says so); failed
+    in the run -> FAIL with why; interrupted -> FAIL, and a re-run in its folder is enqueued.
+    None when another sweeper concluded the trial first (the storage lets only one finish it)."""
+    folder = Path(sweep_dir) / folder_of(trial)
+    pruned = trial.user_attrs.get(PRUNED_BY)
+    outcome = Outcome(PRUNED, reason=pruned) if pruned else read_outcome(folder, objectives)
+    if outcome.state == INTERRUPTED:
+        outcome.reason = f"interrupted ({'; '.join(filter(None, [why, outcome.reason]))}); re-run"
+    try:
+        if outcome.state == PRUNED:
+            study.tell(trial.number, state=TrialState.PRUNED)
+            mark_pruned(folder, outcome.reason)
+        elif outcome.state == COMPLETED:
+            study.tell(trial.number, outcome.values)
+        else:
+            study._storage.set_trial_user_attr(trial._trial_id, REASON, outcome.reason)
+            study.tell(trial.number, state=TrialState.FAIL)
+    except (UpdateFinishedTrialError, ValueError):
+        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            return None
+        raise
+    if outcome.state == INTERRUPTED:
+        retry(study, study._storage.get_trial(trial._trial_id), max_retries)
+    return outcome
+
+
+def take_back_stale(
+    study: optuna.Study,
+    sweep_dir: Path,
+    objectives: list[str],
+    grace_period: float,
+    max_retries: int,
+) -> None:
+    """Conclude the RUNNING trials whose sweeper stopped beating (kill -9, node failure), from
+    their folders: a job that ended before its sweeper did counts as it ended; an interrupted
+    one is re-run in its folder, once, by whichever sweeper gets there first."""
+    now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         started = trial.datetime_start.timestamp() if trial.datetime_start else now
         silent = now - trial.system_attrs.get(HEARTBEAT, started)
         if silent <= grace_period:
             continue
-        reason = f"interrupted: its sweeper stopped (no heartbeat for {silent:.0f} s); re-run"
-        try:
-            storage.set_trial_user_attr(trial._trial_id, REASON, reason)
-            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                continue
-        except UpdateFinishedTrialError:
-            continue
-        log.warning("Trial %d (%s): %s", trial.number, folder_of(trial), reason)
-        retry(study, storage.get_trial(trial._trial_id), max_retries)
+        why = f"its sweeper stopped: no heartbeat for {silent:.0f} s"
+        outcome = conclude(study, trial, sweep_dir, objectives, max_retries, why)
+        if outcome is not None:
+            log.warning("Trial %d (%s): %s %s", trial.number, folder_of(trial), why, outcome.state)
 
 
 @contextmanager
