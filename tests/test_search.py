@@ -336,6 +336,38 @@ def test_kill_9_of_a_trial_process_reruns_it_in_its_folder(tmp_path):
     assert "Resuming from" in (ckpt.parents[1] / "launcher.log").read_text()
 
 
+@pytest.mark.slow
+def test_kill_9_of_the_sweeper_alone_counts_its_running_trial_as_its_job_ends(tmp_path):
+    """As under SLURM, the trial's job outlives its killed sweeper (launcher=gpus: the job is a
+    process of its own, and beats for its trial). The same command, started at once, leaves that
+    trial to its job and counts it when the job ends: completed, trained once, not re-run."""
+    sweep = tmp_path / "sweep"
+    args = [
+        "hydra.sweeper.n_trials=2", "trainer.max_epochs=10", "launcher=gpus",
+        "hydra.launcher.devices=[0]",
+    ]  # fmt: skip
+    sweeper = start_search(sweep, *args, log=tmp_path / "sweeper.log")
+    try:
+        ckpt = wait_for(
+            lambda: next(iter(sweep.glob("trial=0,*/checkpoints/last.ckpt")), None), 600,
+            "trial 0's last.ckpt",
+        )  # fmt: skip
+        (job,) = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(sweeper.pid)], capture_output=True, text=True
+        ).stdout.split()
+        os.kill(sweeper.pid, signal.SIGKILL)
+        sweeper.wait()
+        done = run_search(sweep, *args)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    finally:
+        os.killpg(sweeper.pid, signal.SIGKILL)
+    study = load(sweep)
+    check_study(sweep, study, 2)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert not subprocess.run(["ps", "-p", job], capture_output=True).returncode == 0
+    assert "Resuming from" not in (ckpt.parents[1] / "launcher.log").read_text()
+
+
 def postgres_problem() -> str | None:
     try:
         open_storage(POSTGRES_URL)

@@ -152,7 +152,15 @@ class OptunaSweeper(Sweeper):
                 continue
             overrides = [self.trial_overrides(study, t, fixed, sweep_dir) for t in batch]
             with bookkeeping.heartbeat(study, batch, s.heartbeat_interval):
-                self.launcher.launch(overrides, initial_job_idx=job_idx)
+                try:
+                    self.launcher.launch(overrides, initial_job_idx=job_idx)
+                except Exception as error:  # e.g. submitit: a SLURM job cancelled (scancel)
+                    raise SearchError(
+                        f"trials {[t.number for t in batch]}: the launcher lost a job "
+                        f"({type(error).__name__}: {error}). Run the same command again: the "
+                        "trials whose jobs still run count as they end; one whose job died is "
+                        f"re-run from its last.ckpt once silent for grace_period ({s.grace_period} s)"
+                    ) from error
             job_idx += len(batch)
             for trial in batch:
                 self.tell(study, trial, sweep_dir, objectives)
@@ -164,14 +172,15 @@ class OptunaSweeper(Sweeper):
 
         folder = study._storage.get_trial(trial._trial_id).user_attrs[FOLDER]
         overrides = [*fixed, *trial_overrides(trial.params), f"hydra.sweep.subdir='{folder}'"]
+        callback = "+callbacks.optuna_trial"
+        overrides += [
+            f"{callback}._target_=waebench.search.callback.OptunaTrial",
+            f"{callback}.sweep_dir='{sweep_dir.resolve()}'",
+            f"{callback}.trial={trial.number}",
+            f"{callback}.heartbeat_interval={self.settings.heartbeat_interval}",
+        ]
         if self.settings.pruning.monitor:
-            callback = "+callbacks.optuna_pruning"
-            overrides += [
-                f"{callback}._target_=waebench.search.pruning.OptunaPruning",
-                f"{callback}.sweep_dir='{sweep_dir.resolve()}'",
-                f"{callback}.trial={trial.number}",
-                f"{callback}.monitor={self.settings.pruning.monitor}",
-            ]
+            overrides.append(f"{callback}.monitor={self.settings.pruning.monitor}")
         return overrides
 
     def tell(self, study, trial, sweep_dir: Path, objectives: list[str]) -> None:

@@ -6,7 +6,7 @@ for a shared file system without a database server; any SQLAlchemy URL
 (`postgresql://user@host/db`) for a database that many machines share.
 
 The sweep folder's `search.yaml` (this module writes and reads it) says which study it holds,
-for the trials' pruning callback and for `waebench-report`.
+for the trials' callback and for `waebench-report`.
 
 Bookkeeping, kept in the study so that every sweeper process sees it:
 - user attr `folder`: the trial's job folder in the sweep folder, `trial=<n>,<its overrides>`;
@@ -14,9 +14,10 @@ Bookkeeping, kept in the study so that every sweeper process sees it:
 - user attr `retry_of`: the number of the trial a re-run replaces;
 - user attr `cancelled`: asked beyond `n_trials` by a sweeper racing another one; never run;
 - user attr `reason`: why a trial failed, was pruned or re-run;
-- system attr `waebench:heartbeat`: when its sweeper last said it is alive (unix time). A
-  RUNNING trial whose heartbeat is older than the grace period lost its sweeper (kill -9,
-  node failure): it is failed and re-run, once, by whichever sweeper sees it first.
+- system attr `waebench:heartbeat`: when the trial's sweeper or its job
+  (`waebench.search.callback`) last said it is alive (unix time). A RUNNING trial silent for
+  the grace period lost both (kill -9, node failure): the next sweeper concludes it from its
+  folder (a job that ended counts as it ended; an interrupted one is re-run, once).
 """
 
 from __future__ import annotations
@@ -220,34 +221,42 @@ def take_back_stale(
         silent = now - trial.system_attrs.get(HEARTBEAT, started)
         if silent <= grace_period:
             continue
-        why = f"its sweeper stopped: no heartbeat for {silent:.0f} s"
+        why = f"its sweeper stopped: no heartbeat from it or its job for {silent:.0f} s"
         outcome = conclude(study, trial, sweep_dir, objectives, max_retries, why)
         if outcome is not None:
             log.warning("Trial %d (%s): %s %s", trial.number, folder_of(trial), why, outcome.state)
 
 
-@contextmanager
-def heartbeat(study: optuna.Study, trials: list[optuna.Trial], interval: float) -> Iterator[None]:
-    """While the block runs, say every `interval` seconds that these trials' sweeper is alive."""
+def beat(study: optuna.Study, trials: list[optuna.Trial], interval: float) -> threading.Event:
+    """Say every `interval` seconds, in a daemon thread, that these trials are alive, until the
+    returned event is set or the study has finished them all."""
     stop = threading.Event()
 
-    def beat() -> None:
+    def loop() -> None:
         while True:
+            alive = len(trials)
             for trial in trials:
                 try:
                     study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, time.time())
+                except UpdateFinishedTrialError:
+                    alive -= 1
                 except Exception as error:  # a busy database: the next beat will do
                     log.warning("heartbeat of trial %d: %s", trial.number, error)
-            if stop.wait(interval):
+            if not alive or stop.wait(interval):
                 return
 
-    thread = threading.Thread(target=beat, name="waebench-heartbeat", daemon=True)
-    thread.start()
+    threading.Thread(target=loop, name="waebench-heartbeat", daemon=True).start()
+    return stop
+
+
+@contextmanager
+def heartbeat(study: optuna.Study, trials: list[optuna.Trial], interval: float) -> Iterator[None]:
+    """While the block runs, say every `interval` seconds that these trials' sweeper is alive."""
+    stop = beat(study, trials, interval)
     try:
         yield
     finally:
         stop.set()
-        thread.join()
 
 
 def progress(study: optuna.Study, n_trials: int) -> tuple[int, int, int]:

@@ -1,7 +1,13 @@
-"""The pruning callback that runs inside a trial's job: at every epoch end it reports a
-validation metric to the trial, and when the study's pruner (median by default) finds the
-trial hopeless it stops it, after that epoch's `last.ckpt` is written. The sweeper adds it to
-a trial's callbacks when `hydra.sweeper.pruning.monitor` is set."""
+"""The trial's side of a search, a callback that runs inside the trial's job (the sweeper adds
+it to every trial):
+
+- it says the trial is alive every `heartbeat_interval` seconds, from the moment training
+  starts until the study records the trial as finished (or the job's process ends), so that a
+  search whose sweeper was killed while this job runs (a SLURM job, a `launcher=gpus` process)
+  counts the trial as its job ends instead of re-running it next to itself;
+- with `monitor` (`hydra.sweeper.pruning.monitor`), at every epoch end it reports that
+  validation metric to the trial and stops a trial that the study's pruner (median by default)
+  finds hopeless; the job's checkpoints stay."""
 
 from __future__ import annotations
 
@@ -11,16 +17,19 @@ import lightning as L
 import optuna
 from hydra.utils import instantiate
 
-from waebench.search.study import PRUNED_BY, load_study, read_search_file
+from waebench.search.study import PRUNED_BY, beat, load_study, read_search_file
 
 
-class OptunaPruning(L.Callback):
-    def __init__(self, sweep_dir: str, trial: int, monitor: str) -> None:
+class OptunaTrial(L.Callback):
+    def __init__(
+        self, sweep_dir: str, trial: int, heartbeat_interval: float, monitor: str | None = None
+    ) -> None:
         self.sweep_dir, self.trial_number, self.monitor = Path(sweep_dir), trial, monitor
+        self.heartbeat_interval = heartbeat_interval
         self.trial: optuna.Trial | None = None
 
     def setup(self, trainer: L.Trainer, module, stage: str) -> None:
-        if stage != "fit" or not trainer.is_global_zero:
+        if stage != "fit" or not trainer.is_global_zero or self.trial is not None:
             return
         description = read_search_file(self.sweep_dir)
         if description is None:
@@ -30,8 +39,11 @@ class OptunaPruning(L.Callback):
         study_id = storage.get_study_id_from_name(description["study_name"])
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, self.trial_number)
         self.trial = optuna.Trial(study, trial_id)
+        beat(study, [self.trial], self.heartbeat_interval)  # a daemon thread: no stop needed
 
     def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
+        if self.monitor is None:
+            return
         reason = None
         if trainer.is_global_zero and self.trial is not None:
             value = trainer.callback_metrics.get(self.monitor)
