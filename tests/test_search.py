@@ -352,9 +352,6 @@ def test_kill_9_of_the_sweeper_alone_counts_its_running_trial_as_its_job_ends(tm
             lambda: next(iter(sweep.glob("trial=0,*/checkpoints/last.ckpt")), None), 600,
             "trial 0's last.ckpt",
         )  # fmt: skip
-        (job,) = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(sweeper.pid)], capture_output=True, text=True
-        ).stdout.split()
         os.kill(sweeper.pid, signal.SIGKILL)
         sweeper.wait()
         done = run_search(sweep, *args)
@@ -364,7 +361,6 @@ def test_kill_9_of_the_sweeper_alone_counts_its_running_trial_as_its_job_ends(tm
     study = load(sweep)
     check_study(sweep, study, 2)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
-    assert not subprocess.run(["ps", "-p", job], capture_output=True).returncode == 0
     assert "Resuming from" not in (ckpt.parents[1] / "launcher.log").read_text()
 
 
