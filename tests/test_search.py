@@ -22,6 +22,7 @@ from hydra.core.global_hydra import GlobalHydra
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from waebench.reporting.search import study_section
 from waebench.search.outcome import read_outcome
 from waebench.search.space import SearchSpaceError, check_space, parse_space
 from waebench.search.study import (
@@ -34,7 +35,9 @@ from waebench.search.study import (
     StorageError,
     claim,
     open_storage,
+    read_search_file,
     take_back_stale,
+    write_search_file,
 )
 
 BIN = Path(sys.executable).parent
@@ -239,6 +242,33 @@ def test_a_stale_trial_whose_job_ended_counts_as_its_job_ended(tmp_path):
     assert second.state == TrialState.PRUNED
     metrics = json.loads((tmp_path / second.user_attrs[FOLDER] / "metrics.json").read_text())
     assert metrics["status"] == "pruned" and "traceback" not in metrics
+
+
+def test_the_report_of_a_multi_objective_study_shows_its_pareto_front(tmp_path):
+    """Two objectives: the best-trials table is the Pareto front (a dominated trial is left out)
+    beside Optuna's Pareto front plot; a failed trial is listed with why."""
+    sweep, url = tmp_path / "sweep", f"sqlite:///{tmp_path}/sweep/optuna.db"
+    objectives, directions = ["rec/test", "fid/samples/prior"], ["minimize", "minimize"]
+    write_search_file(
+        sweep,
+        {"study_name": "s", "storage": url, "objective": objectives, "direction": directions,
+         "n_trials": 4, "pruner": None, "monitor": None},
+    )  # fmt: skip
+    study = optuna.create_study(storage=open_storage(url), study_name="s", directions=directions)
+    for values in ([1.0, 9.0], [2.0, 2.0], [3.0, 3.0], None):  # trial 2 is dominated by 1
+        trial = study.ask({"x": FloatDistribution(0, 1)})
+        assert claim(study, trial, 4)
+        if values is None:
+            trial.set_user_attr(REASON, "diverged: loss is nan")
+        study.tell(trial, values, state=None if values else TrialState.FAIL)
+    text = study_section(sweep, read_search_file(sweep), tmp_path / "report")
+    front = text.split("### Pareto front")[1].split("###")[0]
+    assert [row.split("|")[1].strip() for row in front.splitlines() if re.match(r"\| \d", row)] == [
+        "0",
+        "1",
+    ]
+    assert (tmp_path / "report" / "search-s-pareto.png").stat().st_size > 1000
+    assert re.search(r"\| 3 \| fail \| trial=3,x=.* \| diverged: loss is nan \|", text)
 
 
 # --- real studies ---------------------------------------------------------------------------
