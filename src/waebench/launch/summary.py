@@ -27,8 +27,7 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = sweep_status(sweep_dir)
-        # A trial that a search's pruner stopped ended as asked (waebench.search.outcome).
-        bad = {d: m for d, m in jobs.items() if m.get("status") not in ("completed", "pruned")}
+        bad = {d: m for d, m in jobs.items() if m.get("status") != "completed"}
         log.info("Sweep %s: %d of %d jobs completed", sweep_dir, len(jobs) - len(bad), len(jobs))
         for run_dir, metrics in bad.items():
             error = str(metrics.get("error", "")).splitlines()
