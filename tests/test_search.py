@@ -173,6 +173,10 @@ def test_an_objective_no_trial_writes_names_the_metrics_that_exist(tmp_path):
     assert outcome.state == "failed"
     assert "val/fid not in" in outcome.reason
     assert "fid/samples/prior@classifier-mnist, val/loss, val/rec" in outcome.reason
+    metrics["eval_error"] = "FileNotFoundError: no Inception weights"
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    reason = read_outcome(tmp_path, ["fid/samples/prior"]).reason
+    assert "(its evaluation failed: FileNotFoundError: no Inception weights)" in reason
 
 
 def test_an_unreachable_storage_says_which_url_and_what_failed():

@@ -67,7 +67,9 @@ def study_section(sweep_dir: Path, description: dict[str, Any], out_dir: Path) -
         best = sorted(study.best_trials, key=lambda t: t.number)
         out += ["### Pareto front", ""]
     out += [trials_table(best, objectives, sweep_dir), ""]
-    for title, figure in figures(study, objectives, out_dir / f"search-{name}"):
+    for title, figure in figures(
+        study, description["direction"], objectives, out_dir / f"search-{name}"
+    ):
         out += [f"![{title}]({figure.relative_to(out_dir)})", ""]
     others = [t for t in trials if t.state in (TrialState.FAIL, TrialState.PRUNED)]
     out += ["### Failed and pruned trials", ""]
@@ -107,18 +109,24 @@ def seed_of(run_dir: Path) -> Any:
     return OmegaConf.load(config).get("seed") if config.is_file() else "n/a"
 
 
-def figures(study: optuna.Study, objectives: list[str], stem: Path) -> list[tuple[str, Path]]:
-    """Optimization history and parameter importances per objective, and the Pareto front."""
+def figures(
+    study: optuna.Study, directions: list[str], objectives: list[str], stem: Path
+) -> list[tuple[str, Path]]:
+    """Optimization history and parameter importances per objective, and the Pareto front.
+    Optuna's importance evaluator (PED-ANOVA) takes low targets as good: a maximized objective
+    of a multi-objective study is negated for it."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     plots = []
-    for i, metric in enumerate(objectives):
+    for i, (metric, direction) in enumerate(zip(objectives, directions, strict=True)):
         target = None if len(objectives) == 1 else (lambda t, i=i: t.values[i])
+        sign = -1 if direction == "maximize" else 1
+        good_low = None if target is None else (lambda t, i=i, sign=sign: sign * t.values[i])
         safe = metric.replace("/", "_").replace("@", "_")
         plots += [
             (f"Optimization history: {metric}", f"{stem.name}-history-{safe}.png",
              lambda t=target, m=metric: optuna_plots.plot_optimization_history(study, target=t, target_name=m)),
             (f"Parameter importances: {metric}", f"{stem.name}-importances-{safe}.png",
-             lambda t=target, m=metric: optuna_plots.plot_param_importances(study, target=t, target_name=m)),
+             lambda t=good_low, m=metric: optuna_plots.plot_param_importances(study, target=t, target_name=m)),
         ]  # fmt: skip
     if len(objectives) in (2, 3):
         plots.append(

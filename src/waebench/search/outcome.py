@@ -61,8 +61,13 @@ def read_outcome(run_dir: Path, objectives: list[str]) -> Outcome:
         if missing:
             return Outcome(
                 FAILED,
-                reason=f"objective {', '.join(missing)} not in {run_dir}/metrics.json; its metrics "
-                f"are: {', '.join(metric_names(metrics))}",
+                reason=f"objective {', '.join(missing)} not in {run_dir}/metrics.json"
+                + (
+                    f" (its evaluation failed: {metrics['eval_error']})"
+                    if "eval_error" in metrics
+                    else ""
+                )
+                + f"; its metrics are: {', '.join(metric_names(metrics))}",
             )
         return Outcome(COMPLETED, values)
     if status in FAILED_IN_RUN and "traceback" in metrics:
