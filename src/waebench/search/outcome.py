@@ -59,15 +59,12 @@ def read_outcome(run_dir: Path, objectives: list[str]) -> Outcome:
         values = [metric_value(metrics, name) for name in objectives]
         missing = [name for name, value in zip(objectives, values, strict=True) if value is None]
         if missing:
+            failed = metrics.get("eval_error")
+            because = f" (its evaluation failed: {failed})" if failed else ""
             return Outcome(
                 FAILED,
-                reason=f"objective {', '.join(missing)} not in {run_dir}/metrics.json"
-                + (
-                    f" (its evaluation failed: {metrics['eval_error']})"
-                    if "eval_error" in metrics
-                    else ""
-                )
-                + f"; its metrics are: {', '.join(metric_names(metrics))}",
+                reason=f"objective {', '.join(missing)} not in {run_dir}/metrics.json{because}; "
+                f"its metrics are: {', '.join(metric_names(metrics))}",
             )
         return Outcome(COMPLETED, values)
     if status in FAILED_IN_RUN and "traceback" in metrics:
