@@ -1,6 +1,7 @@
 """`waebench-report PATH... [--out DIR]`: one table per dataset comparing the models of the
 runs under PATH (sweep or output folders), with the WAE paper's published numbers beside
-ours, the failed and unfinished runs, and a figure. Writes DIR/report.md, and per dataset
+ours, the failed and unfinished runs, and a figure; for a search folder also its study
+(best trials or Pareto front, Optuna's plots). Writes DIR/report.md, and per dataset
 DIR/<dataset>.csv, .tex and .png (DIR defaults to PATH/report).
 
 `waebench-report --page PATH... [--out DIR]`: instead, one page comparing the models of one
@@ -19,6 +20,7 @@ from waebench.reporting.figure import write_figure
 from waebench.reporting.page import MixedRunsError, write_page
 from waebench.reporting.render import markdown_report, write_csv, write_latex
 from waebench.reporting.runs import find_runs
+from waebench.reporting.search import search_report
 from waebench.reporting.table import build_tables
 
 
@@ -45,7 +47,7 @@ def report(paths: list[str | Path], out_dir: str | Path) -> Path:
         write_latex(table, out_dir / f"{table.dataset}.tex")
         figures[table.dataset] = write_figure(table, out_dir / f"{table.dataset}.png")
     path = out_dir / "report.md"
-    path.write_text(markdown_report(tables, runs, figures))
+    path.write_text(markdown_report(tables, runs, figures) + search_report(paths, out_dir))
     return path
 
 
