@@ -8,7 +8,7 @@ import logging
 import lightning as L
 import pytest
 import torch
-from conftest import DEBIAN_FASHION_MNIST, compose_train_config
+from conftest import DEBIAN_FASHION_MNIST, compose_train_config, crash_at
 from hydra.utils import instantiate
 
 from waebench.data.datamodule import ImageDataModule
@@ -125,12 +125,19 @@ def test_e_pretrain_fits_the_codes_moments_to_the_prior_before_training(train_co
 
 
 def test_e_pretrain_runs_once_not_again_on_resume(train_config, caplog):
-    common = ["model.e_pretrain.enabled=true", "model.e_pretrain.sample_size=32"]
+    common = [
+        "model.e_pretrain.enabled=true",
+        "model.e_pretrain.sample_size=32",
+        "trainer.max_steps=3",
+        "callbacks.last_checkpoint.every_n_train_steps=1",
+    ]
     with caplog.at_level(logging.INFO, logger="waebench.model"):
-        train(train_config(*common, "trainer.max_steps=2"))
+        with pytest.raises(RuntimeError, match="crashed at step 2"):
+            train(train_config(*common, *crash_at(2)))
         assert sum("e_pretrain:" in r.message for r in caplog.records) == 1
         caplog.clear()
-        train(train_config(*common, "ckpt_path=auto", "trainer.max_steps=3"))
+        resumed = train(train_config(*common, "ckpt_path=auto"))
+    assert resumed["status"] == "completed" and resumed["global_step"] == 3
     assert not any("e_pretrain:" in r.message for r in caplog.records)
 
 
