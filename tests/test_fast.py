@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_train_config
+from conftest import compose_train_config, crash_at
 from hydra.utils import instantiate
 
 from waebench.data import ImageDataModule, placement
@@ -139,8 +139,8 @@ def test_exact_resume_on_the_gpu(train_config, on_device, mark):
               "trainer.limit_train_batches=null", "trainer.max_epochs=2",
               "callbacks.last_checkpoint.every_n_train_steps=20"]  # fmt: skip
     straight = train(train_config(*common, run="straight"))
-    killed = train_config(*common, "trainer.max_steps=20", run="resumed")
-    assert train(killed)["global_step"] == 20
+    with pytest.raises(RuntimeError, match="crashed at step 20"):
+        train(train_config(*common, *crash_at(20), run="resumed"))
     resumed = train(train_config(*common, "ckpt_path=auto", run="resumed"))
     assert resumed["global_step"] == straight["global_step"]
     expected = torch.load(Path(straight["run_dir"], "checkpoints", "last.ckpt"), weights_only=False)
