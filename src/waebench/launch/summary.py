@@ -1,4 +1,5 @@
-"""A Hydra callback that closes a multirun with one line per job that did not complete."""
+"""A Hydra callback that closes a multirun with one line per job that did not complete; it
+exits non-zero when one failed or never ended (a job a search pruned ended normally)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,19 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = sweep_status(sweep_dir)
-        bad = {d: m for d, m in jobs.items() if m.get("status") != Status.COMPLETED}
-        log.info("Sweep %s: %d of %d jobs completed", sweep_dir, len(jobs) - len(bad), len(jobs))
+        ended = (Status.COMPLETED, Status.PRUNED)  # pruned: stopped on its search's word
+        bad = {d: m for d, m in jobs.items() if m.get("status") not in ended}
+        pruned = [d for d, m in jobs.items() if m.get("status") == Status.PRUNED]
+        completed = len(jobs) - len(bad) - len(pruned)
+        log.info(
+            "Sweep %s: %d of %d jobs completed, %d pruned",
+            sweep_dir,
+            completed,
+            len(jobs),
+            len(pruned),
+        )
+        for run_dir in pruned:
+            log.info("  %s: pruned %s", run_dir, jobs[run_dir].get("error", ""))
         for run_dir, metrics in bad.items():
             error = str(metrics.get("error", "")).splitlines()
             log.error("  %s: %s %s", run_dir, metrics["status"], error[0] if error else "")
