@@ -185,7 +185,7 @@ def test_auto_resume_skips_a_truncated_checkpoint_and_says_so(train_config, capl
     with caplog.at_level(logging.INFO, logger="waebench.run.record"):
         metrics = train(train_config(*overrides, "ckpt_path=auto"))
     assert f"skipping {last}, not a readable checkpoint" in caplog.text
-    assert "using " + str(last.with_name("best.ckpt")) in caplog.text
+    assert "Resuming from " + str(last.with_name("best.ckpt")) in caplog.text
     assert metrics["status"] == "completed" and metrics["global_step"] == 6
 
 

@@ -327,14 +327,16 @@ def resume_checkpoint(ckpt_path: str | None, run_dir: str | Path) -> str | None:
     for path in found:
         problem = checkpoint_problem(path)
         if problem is None:
-            log.info("ckpt_path=auto: using %s", path)
+            log.info(
+                "Resuming from %s (ckpt_path=auto: using its newest readable checkpoint)", path
+            )
             return str(path)
         log.warning("ckpt_path=auto: skipping %s, not a readable checkpoint (%s)", path, problem)
     if found:
         log.warning("ckpt_path=auto: no readable checkpoint in %s, starting fresh", run_dir)
     else:
         log.info(
-            "ckpt_path=auto: no checkpoint in %s yet, starting fresh", Path(run_dir) / CHECKPOINTS
+            "ckpt_path=auto: no %s yet, starting fresh", Path(run_dir) / CHECKPOINTS / "last.ckpt"
         )
     return None
 

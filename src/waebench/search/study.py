@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from omegaconf import OmegaConf
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -98,7 +99,7 @@ def open_storage(url: str) -> BaseStorage:
         engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return RDBStorage(url, engine_kwargs=engine_kwargs)
+        return _rdb_storage(url, engine_kwargs)
     except Exception as error:
         raise StorageError(
             f"cannot open the study storage {shown(url)}: {type(error).__name__}: "
@@ -106,6 +107,15 @@ def open_storage(url: str) -> BaseStorage:
             "hydra.sweeper.storage (a SQLAlchemy URL such as postgresql://user@host/db, "
             "`journal`, or null for SQLite in the sweep folder) and that the server runs."
         ) from error
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> RDBStorage:
+    """RDBStorage, once more when another sweeper created the same tables at the same moment
+    (the loser of that race gets an IntegrityError; the tables then exist)."""
+    try:
+        return RDBStorage(url, engine_kwargs=engine_kwargs)
+    except sqlalchemy.exc.IntegrityError:
+        return RDBStorage(url, engine_kwargs=engine_kwargs)
 
 
 def write_search_file(sweep_dir: Path, description: dict[str, Any]) -> None:
