@@ -120,7 +120,7 @@ def test_gan_step_updates_both_optimizers(train_config):
         torch.utils.data.TensorDataset(images, torch.zeros(16)), batch_size=16
     )
     trainer.fit(model, loader)
-    assert trainer.global_step == 2, "one encoder/decoder step and one adversary step"
+    assert trainer.global_step == 1, "global_step counts iterations (each updates both networks)"
     assert any(
         not torch.equal(a, b)
         for a, b in zip(encoder_before, model.encoder.parameters(), strict=True)
