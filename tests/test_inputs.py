@@ -54,6 +54,20 @@ def test_every_bad_value_is_named_at_once(train_config):
     ]
 
 
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["regularizer=sinkhorn", "regularizer.scaling=1"], "regularizer.scaling=1: must be a finite number in (0, 1)"),
+        (["regularizer=sinkhorn", "regularizer.blur=0"], "regularizer.blur=0: must be a finite number > 0 (or null)"),
+        (["regularizer=sinkhorn", "regularizer.relative_blur=-1"], "regularizer.relative_blur=-1: must be a finite number > 0"),
+        (["regularizer=sliced", "regularizer.n_projections=0"], "regularizer.n_projections=0: must be an integer >= 1"),
+        (["regularizer=mmd", "regularizer.block_size=0"], "regularizer.block_size=0: must be an integer >= 1"),
+    ],
+)  # fmt: skip
+def test_a_bad_regularizer_option_is_named_with_its_range(train_config, overrides, expected):
+    assert problems(train_config(*overrides)) == [expected]
+
+
 def shipped_choices() -> list[list[str]]:
     groups = [
         [f"{group}={p.stem}"]

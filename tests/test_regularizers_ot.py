@@ -231,8 +231,6 @@ def test_sinkhorn_divergence_is_zero_for_equal_clouds_and_gives_gradients():
 def test_sinkhorn_options_are_checked():
     with pytest.raises(ValueError, match="valid backends: tensorized, online, auto"):
         SinkhornPenalty(backend="gpu")
-    with pytest.raises(ValueError, match="blur"):
-        SinkhornPenalty(blur=0.0)
 
 
 # ----- mmd kernel options -----

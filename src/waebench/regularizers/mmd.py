@@ -132,8 +132,6 @@ class MMDPenalty(LatentRegularizer):
     ) -> None:
         super().__init__(weight, gaussian_encoder)
         check_kernel(kernel, tuple(scales))
-        if block_size < 1:
-            raise ValueError(f"regularizer.block_size must be >= 1, got {block_size}")
         self.kernel, self.scales, self.unbiased = kernel, tuple(scales), unbiased
         self.block_size = int(block_size)
 

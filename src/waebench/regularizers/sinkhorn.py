@@ -50,6 +50,11 @@ BACKENDS = ("tensorized", "online", "auto")
 ESTIMATORS = ("split", "debiased")
 
 
+def ot_loss(blur: float, scaling: float, backend: str, debias: bool) -> SamplesLoss:
+    """geomloss' entropic OT with cost ||x - y||^2 / 2 and eps = blur^2."""
+    return SamplesLoss("sinkhorn", p=2, blur=blur, scaling=scaling, debias=debias, backend=backend)
+
+
 def sinkhorn_divergence(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -59,8 +64,7 @@ def sinkhorn_divergence(
 ) -> torch.Tensor:
     """S_eps between the uniform measures on the rows of x and y, cost ||x - y||^2,
     eps = 2 blur^2 (see the module docstring)."""
-    loss = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=scaling, debias=True, backend=backend)
-    return 2 * loss(x, y)
+    return 2 * ot_loss(blur, scaling, backend, debias=True)(x, y)
 
 
 def split_sinkhorn_divergence(
@@ -76,8 +80,7 @@ def split_sinkhorn_divergence(
     if half < 2:
         raise ValueError(f"the split Sinkhorn estimator needs at least 4 codes, got {len(x)}")
     x1, x2, y1, y2 = x[:half], x[half : 2 * half], y[:half], y[half : 2 * half]
-    loss = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=scaling, debias=False, backend=backend)
-    ot = loss(torch.stack([x1, x2, x1, y1]), torch.stack([y1, y2, x2, y2]))
+    ot = ot_loss(blur, scaling, backend, debias=False)(torch.stack([x1, x2, x1, y1]), torch.stack([y1, y2, x2, y2]))
     return ot[0] + ot[1] - ot[2] - ot[3]
 
 
@@ -100,12 +103,6 @@ class SinkhornPenalty(LatentRegularizer):
             raise ValueError(
                 f"unknown estimator {estimator!r}; valid estimators: {', '.join(ESTIMATORS)}"
             )
-        if blur is not None and blur <= 0:
-            raise ValueError(f"regularizer.blur must be > 0 (or null), got {blur}")
-        if relative_blur <= 0:
-            raise ValueError(f"regularizer.relative_blur must be > 0, got {relative_blur}")
-        if not 0 < scaling < 1:
-            raise ValueError(f"regularizer.scaling must be in (0, 1), got {scaling}")
         super().__init__(weight, gaussian_encoder)
         self.blur = None if blur is None else float(blur)
         self.relative_blur, self.estimator = float(relative_blur), estimator

@@ -46,8 +46,6 @@ class SlicedWassersteinPenalty(LatentRegularizer):
     def __init__(
         self, weight: float = 10.0, n_projections: int = 50, gaussian_encoder: bool = False
     ) -> None:
-        if n_projections < 1:
-            raise ValueError(f"regularizer.n_projections must be >= 1, got {n_projections}")
         super().__init__(weight, gaussian_encoder)
         self.n_projections = int(n_projections)
 
