@@ -80,7 +80,9 @@ def split_sinkhorn_divergence(
     if half < 2:
         raise ValueError(f"the split Sinkhorn estimator needs at least 4 codes, got {len(x)}")
     x1, x2, y1, y2 = x[:half], x[half : 2 * half], y[:half], y[half : 2 * half]
-    ot = ot_loss(blur, scaling, backend, debias=False)(torch.stack([x1, x2, x1, y1]), torch.stack([y1, y2, x2, y2]))
+    ot = ot_loss(blur, scaling, backend, debias=False)(
+        torch.stack([x1, x2, x1, y1]), torch.stack([y1, y2, x2, y2])
+    )
     return ot[0] + ot[1] - ot[2] - ot[3]
 
 
