@@ -17,8 +17,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from waebench.report import main
-from waebench.reporting.page import MixedRunsError, check_comparable
+from waebench.reporting.page import MixedRunsError, check_comparable, surprises
 from waebench.reporting.runs import find_runs
+from waebench.reporting.table import Cell, Column, Row, Table
 
 BIN = Path(sys.executable).parent
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -191,3 +192,20 @@ def test_runs_of_other_datasets_sizes_or_fid_settings_are_never_mixed(tmp_path):
     with pytest.raises(SystemExit, match="cannot share one page"):
         main([str(tmp_path), "--page", "--out", str(tmp_path / "page")])
     assert not (tmp_path / "page").exists()
+
+
+def test_surprises_name_each_model_that_does_not_beat_the_ae():
+    settings = (("extractor", "classifier-x"), ("num_fake", 100), ("num_real", 100), ("real", "t"))
+    mmd, prior = Column("latent_mmd/test"), Column("fid/samples/prior", settings)
+    gmm = Column("fid/samples/gmm", settings)
+    ae = Row("AE", {}, cells={mmd: Cell([0.5, 0.4]), prior: Cell([200.0]), gmm: Cell([30.0])})
+    wae = Row("WAE-MMD", {}, cells={mmd: Cell([0.6]), prior: Cell([70.0]), gmm: Cell([40.0])})
+    vae = Row("VAE", {}, cells={mmd: Cell([0.01]), prior: Cell([100.0])})
+    notes = surprises(Table("x", [ae, wae, vae], [mmd, prior, gmm]))
+    assert notes[0].startswith("- WAE-MMD does not beat the AE on latent MMD: 0.6 (n=1) vs 0.45")
+    assert "(best: WAE-MMD, 70 (n=1))" in notes[1] and "30 (n=1)" in notes[1]
+    assert len(notes) == 2
+    wae.cells[prior] = Cell([25.0])
+    assert [
+        n for n in surprises(Table("x", [ae, wae, vae], [mmd, prior, gmm])) if "mixture" in n
+    ] == []

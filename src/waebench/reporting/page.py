@@ -16,7 +16,7 @@ from pathlib import Path
 import markdown
 
 from waebench.reporting import comparison, provenance
-from waebench.reporting.render import format_cell, runs_done
+from waebench.reporting.render import format_cell, markdown_rows, runs_done
 from waebench.reporting.runs import Run
 from waebench.reporting.table import NOT_MODEL_KEYS, Cell, Column, Row, Table, build_tables
 from waebench.run.record import flatten
@@ -110,12 +110,6 @@ def status_text(row: Row) -> str:
     return runs_done(row) + (f" ({'; '.join(odd)})" if odd else "")
 
 
-def markdown_table(header: list[str], lines: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines]
-    return out
-
-
 def loss_table(rows: list[Row]) -> list[str]:
     cells = {id(row): loss_cells(row) for row in rows}
     lowest = {
@@ -127,7 +121,7 @@ def loss_table(rows: list[Row]) -> list[str]:
         + [shown(cells[id(row)][w], row, lowest[w]) for w, _, _ in LOSS_COLUMNS]
         for row in rows
     ]
-    return markdown_table(["model", "runs", *(t for _, t, _ in LOSS_COLUMNS)], lines)
+    return markdown_rows(["model", "runs", *(t for _, t, _ in LOSS_COLUMNS)], lines)
 
 
 def fid_columns(table: Table) -> list[Column]:
@@ -143,7 +137,7 @@ def fid_table(table: Table) -> list[str]:
         + [shown(row.cells.get(c), row, None if row.source else lowest[c]) for c in columns]
         for row in table.rows
     ]
-    return markdown_table(["model", "runs", *(c.title for c in columns)], lines)
+    return markdown_rows(["model", "runs", *(c.title for c in columns)], lines)
 
 
 def surprises(table: Table) -> list[str]:
@@ -167,6 +161,29 @@ def surprises(table: Table) -> list[str]:
                     f"- {row.model} does not beat the AE on {title}: {format_cell(cell, row)} "
                     f"vs {format_cell(ae, baseline)}."
                 )
+    return notes + ex_post_density_notes(table, baseline)
+
+
+def ex_post_density_notes(table: Table, baseline: Row) -> list[str]:
+    """Where the AE's samples from a Gaussian mixture fitted to its codes score a lower FID
+    than every regularized model's prior samples (same feature space and sample counts)."""
+    notes = []
+    for prior in [c for c in fid_columns(table) if c.metric == "fid/samples/prior"]:
+        ae_gmm = baseline.cells.get(Column("fid/samples/gmm", prior.settings))
+        others = [
+            (row, row.cells[prior])
+            for row in table.rows
+            if not row.source and row is not baseline and row.cells.get(prior, Cell()).n
+        ]
+        if ae_gmm is None or not ae_gmm.n or not others:
+            continue
+        row, cell = min(others, key=lambda other: other[1].mean)
+        if ae_gmm.mean < cell.mean:
+            notes.append(
+                f"- The AE sampled from a Gaussian mixture fitted to its training codes "
+                f"({format_cell(ae_gmm, baseline)}) beats every regularized model's prior "
+                f"samples (best: {row.model}, {format_cell(cell, row)}) on {prior.title}."
+            )
     return notes
 
 
@@ -184,7 +201,7 @@ def config_differences(rows: list[Row]) -> list[str]:
     if not keys:
         return ["None: one model, or rows that differ only in seed."]
     header = ["key", *(r.model for r in ours)]
-    return markdown_table(header, [[k, *(str(f.get(k, "—")) for f in flats)] for k in keys])
+    return markdown_rows(header, [[k, *(str(f.get(k, "—")) for f in flats)] for k in keys])
 
 
 def provenance_lines(table: Table) -> list[str]:
@@ -213,50 +230,52 @@ def figure_sections(rows, out_dir: Path, settings: comparison.FigureSettings) ->
         return ["", "No completed run with a checkpoint: no figures."]
     datamodule = comparison.load_datamodule(drawable[0].run)
     n, s = settings.n_images, settings.seed
-    out = ["", "## Reconstructions", ""]
-    out.append(
-        f"The same {n} test images (drawn with seed {s}) in the first row; below, each model's "
-        "reconstruction of them (its lowest completed seed)."
-    )
-    out += [
-        "",
-        f"![reconstructions]({comparison.reconstructions(entries, datamodule, settings, out_dir / 'reconstructions.png').name})",
+    return [
+        *section(
+            "Reconstructions",
+            f"The same {n} test images (drawn with seed {s}) in the first row; below, each "
+            "model's reconstruction of them (its lowest completed seed).",
+            [
+                comparison.reconstructions(
+                    entries, datamodule, settings, out_dir / "reconstructions.png"
+                )
+            ],
+        ),
+        *section(
+            "Interpolations",
+            f"For the same {settings.pairs} pairs of test images: the pixel-space cross-fade "
+            "(1 − t) a + t b, then each model's decoding of (1 − t) enc(a) + t enc(b).",
+            comparison.interpolations(entries, datamodule, settings, out_dir),
+        ),
+        *section(
+            "Latent maps",
+            f"The same {settings.points} test images: their raw pixels, then each model's codes, "
+            f"coloured by class, over {settings.prior_points} samples of the model's prior "
+            "(grey). PCA: the codes' first two principal axes (prior samples projected on them); "
+            "t-SNE: codes and prior samples embedded together.",
+            comparison.latent_maps(entries, datamodule, settings, out_dir),
+        ),
+        *section(
+            "Samples",
+            f"{n} decoded prior samples per model and, where the evaluation fitted one "
+            "(eval.fid.gmm), samples of the Gaussian mixture fitted to the training codes: the "
+            "evaluation's sampler and seed, so these are the first images its FID scored.",
+            [comparison.samples(entries, datamodule, settings, out_dir / "samples.png")],
+        ),
+        *section(
+            "Training curves",
+            "Per logged step, every completed seed; one colour per model. The penalties are "
+            "different divergences (KL, MMD, adversarial, ...): compare their trends, not levels.",
+            [comparison.training_curves(ours, out_dir / "training_curves.png")],
+        ),
     ]
-    out += ["", "## Interpolations", ""]
-    out.append(
-        f"For the same {settings.pairs} pairs of test images: the pixel-space cross-fade "
-        "(1 − t) a + t b, then each model's decoding of (1 − t) enc(a) + t enc(b)."
-    )
-    for path in comparison.interpolations(entries, datamodule, settings, out_dir):
-        out += ["", f"![{path.stem}]({path.name})"]
-    out += ["", "## Latent maps", ""]
-    out.append(
-        f"The same {settings.points} test images: their raw pixels, then each model's codes, "
-        f"coloured by class, over {settings.prior_points} samples of the model's prior (grey). "
-        "PCA: the codes' first two principal axes (prior samples projected on them); t-SNE: "
-        "codes and prior samples embedded together."
-    )
-    for path in comparison.latent_maps(entries, datamodule, settings, out_dir):
-        out += ["", f"![{path.stem}]({path.name})"]
-    out += ["", "## Samples", ""]
-    out.append(
-        f"{n} decoded prior samples per model and, where the evaluation fitted one (eval.fid.gmm), "
-        "samples of the Gaussian mixture fitted to the training codes: the evaluation's sampler "
-        "and seed, so these are the first images its FID scored."
-    )
-    out += [
-        "",
-        f"![samples]({comparison.samples(entries, datamodule, settings, out_dir / 'samples.png').name})",
-    ]
-    out += ["", "## Training curves", ""]
-    out.append(
-        "Per logged step, every completed seed; one colour per model. The penalties are "
-        "different divergences (KL, MMD, adversarial, ...): compare their trends, not levels."
-    )
-    out += [
-        "",
-        f"![training curves]({comparison.training_curves(ours, out_dir / 'training_curves.png').name})",
-    ]
+
+
+def section(title: str, text: str, figures: list[Path]) -> list[str]:
+    """A page section: its heading, what it shows, then its figures (beside the page)."""
+    out = ["", f"## {title}", "", text]
+    for path in figures:
+        out += ["", f"![{path.stem.replace('_', ' ')}]({path.name})"]
     return out
 
 
@@ -280,7 +299,7 @@ def page_markdown(runs, table, out_dir, settings, command: str, started: float) 
     out += ["", "## Failed and unfinished runs", ""]
     failed = [r for r in runs if r.status != "completed"]
     out += (
-        markdown_table(
+        markdown_rows(
             ["run", "model", "seed", "status", "error"],
             [
                 [

@@ -24,25 +24,37 @@ def runs_done(row: Row) -> str:
     return "" if row.source else f"{len(row.completed)}/{len(row.runs)}"
 
 
+def markdown_rows(header: list[str], lines: list[list[str]]) -> list[str]:
+    """A Markdown table's lines, with `|` inside cells escaped."""
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines]
+    return out
+
+
 def markdown_table(table: Table) -> str:
-    header = ["model", "runs", *(c.title for c in table.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in table.rows:
-        cells = [format_cell(row.cells.get(c), row) for c in table.columns]
-        lines.append("| " + " | ".join([row.label, runs_done(row), *cells]) + " |")
-    return "\n".join(lines)
+    lines = [
+        [row.label, runs_done(row), *(format_cell(row.cells.get(c), row) for c in table.columns)]
+        for row in table.rows
+    ]
+    return "\n".join(markdown_rows(["model", "runs", *(c.title for c in table.columns)], lines))
 
 
 def failure_lines(runs: list[Run]) -> list[str]:
     failed = [r for r in runs if r.status != "completed"]
     if not failed:
         return ["All runs completed."]
-    lines = ["| run | dataset | model | seed | status | error |", "|---|---|---|---|---|---|"]
-    for run in failed:
-        error = (run.error.splitlines() or [""])[0][:300].replace("|", "\\|")
-        row = [str(run.run_dir), run.dataset, run.model, str(run.seed), run.status, error]
-        lines.append("| " + " | ".join(row) + " |")
-    return lines
+    lines = [
+        [
+            str(r.run_dir),
+            r.dataset,
+            r.model,
+            str(r.seed),
+            r.status,
+            (r.error.splitlines() or [""])[0][:300],
+        ]
+        for r in failed
+    ]
+    return markdown_rows(["run", "dataset", "model", "seed", "status", "error"], lines)
 
 
 def markdown_report(tables: list[Table], runs: list[Run], figures: dict[str, Path]) -> str:
