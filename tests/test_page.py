@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
 from waebench.report import main
+from waebench.reporting.comparison import pick_pairs
 from waebench.reporting.page import MixedRunsError, check_comparable, surprises
 from waebench.reporting.runs import find_runs
 from waebench.reporting.table import Cell, Column, Row, Table
@@ -209,3 +211,14 @@ def test_surprises_name_each_model_that_does_not_beat_the_ae():
     assert [
         n for n in surprises(Table("x", [ae, wae, vae], [mmd, prior, gmm])) if "mixture" in n
     ] == []
+
+
+def test_interpolation_pairs_are_fixed_distinct_and_of_two_classes():
+    labels = torch.tensor([0] * 50 + [1] * 3)  # few images of the second class
+    pairs = pick_pairs(labels, 3, seed=1)
+    assert pairs.shape == (3, 2)
+    assert torch.equal(pairs, pick_pairs(labels, 3, seed=1))
+    assert len(set(pairs.flatten().tolist())) == 6
+    assert all(labels[a] != labels[b] for a, b in pairs)
+    unlabelled = pick_pairs(torch.full((10,), -1), 5, seed=0)
+    assert sorted(unlabelled.flatten().tolist()) == list(range(10))

@@ -52,6 +52,9 @@ def interpolation_rows(model, pairs: torch.Tensor, steps: int, to_uint8) -> torc
     return torch.cat(rows)
 
 
+METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE"}  # embed_2d's methods, as figures name them
+
+
 def embed_2d(
     codes: np.ndarray, prior_samples: np.ndarray | None, method: str = "pca", seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -65,7 +68,7 @@ def embed_2d(
         joint = codes if prior_samples is None else np.concatenate([codes, prior_samples])
         points = TSNE(n_components=2, random_state=seed, init="pca").fit_transform(joint)
         return points[: len(codes)], None if prior_samples is None else points[len(codes) :]
-    raise ValueError(f"unknown projection {method!r}; valid: pca, tsne")
+    raise ValueError(f"unknown projection {method!r}; valid: {', '.join(METHOD_NAMES)}")
 
 
 def scatter_panel(
@@ -94,7 +97,7 @@ def latent_scatter(
     points = scatter_panel(axes, codes_2d, labels.numpy() if labelled else None, prior_2d)
     if labelled:
         figure.colorbar(points, ax=axes, label="label")
-    axes.set_title(f"test codes ({method.upper()}), d = {codes.shape[1]}")
+    axes.set_title(f"test codes ({METHOD_NAMES[method]}), d = {codes.shape[1]}")
     axes.legend(["prior samples", "test codes"], loc="upper right", markerscale=4)
     figure.tight_layout()
     figure.savefig(path)

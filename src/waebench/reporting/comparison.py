@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
+from joblib import Parallel, delayed  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
@@ -94,6 +95,19 @@ def pick(count: int, total: int, seed: int) -> torch.Tensor:
     return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:count]
 
 
+def pick_pairs(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """`count` pairs of distinct indices [count, 2], fixed by `seed`; where the data is
+    labelled, the two of a pair are of different classes when such an image is left."""
+    order = pick(len(labels), len(labels), seed).tolist()
+    firsts, unused = order[:count], order[count:]
+    seconds = []
+    for a in firsts:
+        b = next((i for i in unused if labels[i] >= 0 and labels[i] != labels[a]), unused[0])
+        unused.remove(b)
+        seconds.append(b)
+    return torch.tensor([firsts, seconds]).T
+
+
 @torch.no_grad()
 def reconstructions(entries, datamodule, settings: FigureSettings, path: Path) -> Path:
     images = datamodule.splits["test"][0]
@@ -110,10 +124,10 @@ def reconstructions(entries, datamodule, settings: FigureSettings, path: Path) -
 @torch.no_grad()
 def interpolations(entries, datamodule, settings: FigureSettings, out_dir: Path) -> list[Path]:
     """One figure per pair: the pixel cross-fade, then each model's latent interpolation."""
-    x = datamodule.to_float(datamodule.splits["test"][0])
+    images, labels = datamodule.splits["test"]
+    x = datamodule.to_float(images)
     count = min(settings.pairs, len(x) // 2)
-    order = pick(2 * count, len(x), settings.seed + 1)
-    pairs = x[order].view(count, 2, *x.shape[1:])
+    pairs = x[pick_pairs(labels, count, settings.seed + 1)]
     uint8 = partial(to_uint8, value_range=datamodule.value_range)
     per_model, pixels = {}, None
     for e in entries:
@@ -168,13 +182,20 @@ def map_figure(panels, labels, method: str, dataset: str, seed: int, path: Path)
     height = 4.0 * rows + 0.8  # inches; the legend takes the bottom 0.8
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, height), dpi=90)
     axes = np.atleast_1d(axes).ravel()
+    embedded = iter(  # one process per core: t-SNE is most of the page's time
+        Parallel(n_jobs=-1)(
+            delayed(figures.embed_2d)(codes, prior, method, seed)
+            for _, codes, prior in panels
+            if codes is not None
+        )
+    )
     for ax, (label, codes, prior) in zip(axes, panels, strict=False):
         ax.set_xticks([])
         ax.set_yticks([])
         if codes is None:
             ax.text(0.5, 0.5, label, ha="center", va="center", wrap=True, fontsize=8)
             continue
-        codes_2d, prior_2d = figures.embed_2d(codes, prior, method, seed)
+        codes_2d, prior_2d = next(embedded)
         figures.scatter_panel(ax, codes_2d, labels, prior_2d)
         ax.set_title(label if prior is None else f"{label}, d = {codes.shape[1]}", fontsize=9)
     for ax in axes[len(panels) :]:
@@ -186,7 +207,9 @@ def map_figure(panels, labels, method: str, dataset: str, seed: int, path: Path)
     ]
     handles.append(Line2D([], [], ls="", marker="o", color="lightgrey", label="prior samples"))
     figure.legend(handles=handles, loc="lower center", ncol=6, fontsize=9)
-    figure.suptitle(f"{method.upper()} of the same test images, coloured by class", fontsize=12)
+    figure.suptitle(
+        f"{figures.METHOD_NAMES[method]} of the same test images, coloured by class", fontsize=12
+    )
     figure.tight_layout(rect=(0, 0.8 / height, 1, 1 - 0.4 / height))
     figure.savefig(path)
     plt.close(figure)

@@ -243,7 +243,8 @@ def figure_sections(rows, out_dir: Path, settings: comparison.FigureSettings) ->
         ),
         *section(
             "Interpolations",
-            f"For the same {settings.pairs} pairs of test images: the pixel-space cross-fade "
+            f"For the same {settings.pairs} pairs of test images (of two different classes where "
+            "the data is labelled): the pixel-space cross-fade "
             "(1 − t) a + t b, then each model's decoding of (1 − t) enc(a) + t enc(b).",
             comparison.interpolations(entries, datamodule, settings, out_dir),
         ),
