@@ -26,9 +26,12 @@ Fashion-MNIST when installed, else random uint8 images of the dataset's shape
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import lightning as L
@@ -49,25 +52,56 @@ NETS = {  # network set -> {name: config overrides}
         "celeba": ["experiment=wae_paper/celeba_wae_mmd"],
     },
 }
+ORIGINS = (  # where a profiled function lives: (name, part of its file's path)
+    ("C functions and torch ops", "~"),
+    ("waebench", "/waebench/"),
+    ("lightning", "/lightning/"),
+    ("torch (Python)", "/torch/"),
+    ("tqdm (progress bar)", "/tqdm/"),
+)
+
+
+class Window:
+    """Wall time of steps `warmup` to `warmup + steps` (the device is synchronised at both
+    ends only); with `profile`, a cProfile of the same steps."""
+
+    def __init__(self, args, profile: bool = False) -> None:
+        self.warmup, self.steps, self.device = args.warmup, args.steps, torch.device(args.device)
+        self.profiler = cProfile.Profile() if profile else None
+        self.start = self.seconds = None
+
+    def at_step(self, step: int) -> None:
+        if step == self.warmup:
+            _sync(self.device)
+            self.start = time.perf_counter()
+            if self.profiler:
+                self.profiler.enable()
+        elif step == self.warmup + self.steps:
+            if self.profiler:
+                self.profiler.disable()
+            _sync(self.device)
+            self.seconds = time.perf_counter() - self.start
+
+    def seconds_per_step(self) -> float:
+        return self.seconds / self.steps
+
+    def ms_per_step_by_origin(self) -> dict[str, float]:
+        """The profiled steps' own time (cProfile `tottime`) by where the code lives."""
+        totals: dict[str, float] = defaultdict(float)
+        for (filename, _, _), (_, _, own, _, _) in pstats.Stats(self.profiler).stats.items():
+            origin = next((name for name, part in ORIGINS if part in filename), "other Python")
+            totals[origin] += 1e3 * own / self.steps
+        return totals
 
 
 class StepTimer(L.Callback):
-    """Wall time from the start of batch `warmup` to the start of batch `warmup + steps`
-    (the device is synchronised there only), so the end-of-run work is not counted."""
+    """A `Window` over a Lightning trainer's batches."""
 
-    def __init__(self, warmup: int, steps: int) -> None:
-        self.warmup, self.steps, self.start, self.end = warmup, steps, None, None
+    def __init__(self, window: Window) -> None:
+        self.window = window
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if batch_idx == self.warmup:
-            _sync(module.device)
-            self.start = time.perf_counter()
-        elif batch_idx == self.warmup + self.steps:
-            _sync(module.device)
-            self.end = time.perf_counter()
-
-    def seconds_per_step(self) -> float:
-        return (self.end - self.start) / self.steps
+        self.window.at_step(batch_idx)
 
 
 def _sync(device: torch.device) -> None:
@@ -117,19 +151,17 @@ def new_model(cfg):
     return build_model(cfg)
 
 
-def run_plain(cfg, datamodule, args) -> float:
-    """Seconds per step of a PyTorch loop with the model's networks, loss and optimizer."""
+def run_plain(cfg, datamodule, args, window: Window) -> Window:
+    """A PyTorch loop with the model's networks, loss and optimizer."""
     device = torch.device(args.device)
     model = new_model(cfg).to(device).train()
     optimizers = model.configure_optimizers()
     optimizer = (optimizers[0] if isinstance(optimizers, tuple) else optimizers)[0]
     bf16 = cfg.trainer.precision == "bf16-mixed"
-    step, start = 0, None
+    step = 0
     while True:
         for images, _ in datamodule.train_dataloader():
-            if step == args.warmup:
-                _sync(device)
-                start = time.perf_counter()
+            window.at_step(step)
             x = datamodule.to_float(images.to(device, non_blocking=True))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 terms, _ = model.loss_terms(x)
@@ -138,13 +170,12 @@ def run_plain(cfg, datamodule, args) -> float:
             optimizer.step()
             step += 1
             if step == args.warmup + args.steps:
-                _sync(device)
-                return (time.perf_counter() - start) / args.steps
+                window.at_step(step)
+                return window
 
 
-def run_stripped(cfg, datamodule, args, out_dir: str) -> float:
-    """Seconds per step of a Lightning trainer with CSV logging only."""
-    timer = StepTimer(args.warmup, args.steps)
+def run_stripped(cfg, datamodule, args, window: Window, out_dir: str) -> Window:
+    """A Lightning trainer with CSV logging only."""
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=1,
@@ -156,18 +187,27 @@ def run_stripped(cfg, datamodule, args, out_dir: str) -> float:
         enable_model_summary=False,
         limit_val_batches=0,
         log_every_n_steps=cfg.trainer.log_every_n_steps,
-        callbacks=[timer],
+        callbacks=[StepTimer(window)],
     )
     trainer.fit(new_model(cfg), datamodule=datamodule)
-    return timer.seconds_per_step()
+    return window
 
 
-def run_user(cfg, datamodule, args) -> float:
-    """Seconds per step of the trainer as `waebench-train` builds it."""
-    timer = StepTimer(args.warmup, args.steps)
-    trainer = build_trainer(cfg, extra_callbacks=[timer])
+def run_user(cfg, datamodule, args, window: Window) -> Window:
+    """The trainer as `waebench-train` builds it."""
+    trainer = build_trainer(cfg, extra_callbacks=[StepTimer(window)])
     trainer.fit(new_model(cfg), datamodule=datamodule)
-    return timer.seconds_per_step()
+    return window
+
+
+def print_profile(plain: dict[str, float], user: dict[str, float]) -> None:
+    """Own time per step of the plain loop and the user's trainer, by origin."""
+    print("  cProfile, own time in ms/step (profiling inflates Python-heavy code):")
+    print(f"    {'origin':28s} {'plain':>8s} {'user':>8s} {'user - plain':>13s}")
+    for origin in sorted(set(plain) | set(user), key=lambda o: -user.get(o, 0.0)):
+        p, u = plain.get(origin, 0.0), user.get(origin, 0.0)
+        print(f"    {origin:28s} {p:8.2f} {u:8.2f} {u - p:13.2f}")
+    print(f"    {'all':28s} {sum(plain.values()):8.2f} {sum(user.values()):8.2f}")
 
 
 def measure(name: str, overrides: list[str], precision: str, args) -> dict:
@@ -176,9 +216,15 @@ def measure(name: str, overrides: list[str], precision: str, args) -> dict:
         datamodule, data = make_datamodule(cfg, args)
         times: dict[str, list[float]] = {"plain": [], "stripped": [], "user": []}
         for _ in range(args.repeats):  # interleaved, best of each, to damp machine noise
-            times["plain"].append(run_plain(cfg, datamodule, args))
-            times["stripped"].append(run_stripped(cfg, datamodule, args, out_dir))
-            times["user"].append(run_user(cfg, datamodule, args))
+            times["plain"].append(run_plain(cfg, datamodule, args, Window(args)).seconds_per_step())
+            window = run_stripped(cfg, datamodule, args, Window(args), out_dir)
+            times["stripped"].append(window.seconds_per_step())
+            times["user"].append(run_user(cfg, datamodule, args, Window(args)).seconds_per_step())
+        if args.profile:
+            profiles = {
+                "plain": run_plain(cfg, datamodule, args, Window(args, profile=True)),
+                "user": run_user(cfg, datamodule, args, Window(args, profile=True)),
+            }
     best = {mode: min(values) for mode, values in times.items()}
     batch = args.batch_size
     result = {
@@ -211,6 +257,10 @@ def measure(name: str, overrides: list[str], precision: str, args) -> dict:
         f"{result['ratio_user']:.3f}; framework cost as the user runs it "
         f"{result['framework_ms_per_step']:.2f} ms/step"
     )
+    if args.profile:
+        by_origin = {mode: w.ms_per_step_by_origin() for mode, w in profiles.items()}
+        result["profile_ms_per_step"] = by_origin
+        print_profile(by_origin["plain"], by_origin["user"])
     return result
 
 
@@ -228,6 +278,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="then cProfile the plain loop and the user's trainer: own time by origin",
+    )
     parser.add_argument(
         "overrides", nargs="*", help="more waebench-train overrides, e.g. model.channels_last=true"
     )
