@@ -235,8 +235,18 @@ def samples(entries, datamodule, settings: FigureSettings, path: Path) -> Path:
     return figures.labelled_rows(rows, path, settings.n_images)
 
 
-def training_curves(rows: list[Row], path: Path) -> Path:
-    """Train reconstruction and penalty per step, every completed seed, one colour per model
+def running_mean(values: list[float], window: int) -> np.ndarray:
+    """Mean of the last `window` values at each point (fewer at the start)."""
+    v = np.asarray(values, dtype=float)
+    sums = np.concatenate([[0.0], np.cumsum(v)])
+    ends = np.arange(1, len(v) + 1)
+    counts = np.minimum(ends, window)
+    return (sums[ends] - sums[ends - counts]) / counts
+
+
+def training_curves(rows: list[Row], path: Path, window: int = 10) -> Path:
+    """Train reconstruction and penalty per logged step, every completed seed, one colour per
+    model: faint the logged values, bold their running mean over `window` logged points
     (penalties are different divergences: compare their trends, not their levels)."""
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=90)
     cmap = plt.get_cmap("tab10")
@@ -250,10 +260,13 @@ def training_curves(rows: list[Row], path: Path) -> Path:
                 points = curves.get(f"train/{term}", {})
                 steps = sorted(points)
                 label = row.model if k == 0 else None
-                ax.plot(steps, [points[s] for s in steps], color=cmap(i % 10), lw=1, label=label)
-    axes[0].set_title("train reconstruction cost")
-    axes[1].set_title("train penalty (symlog)")
-    axes[1].set_yscale("symlog", linthresh=1e-3)
+                values = [points[s] for s in steps]
+                ax.plot(steps, values, color=cmap(i % 10), lw=0.5, alpha=0.25)
+                smooth = running_mean(values, window)
+                ax.plot(steps, smooth, color=cmap(i % 10), lw=1.5, label=label)
+    axes[0].set_title(f"train reconstruction cost (bold: running mean of {window} logs)")
+    axes[1].set_title("train penalty (symlog, linear within ±0.01)")
+    axes[1].set_yscale("symlog", linthresh=1e-2)
     for ax in axes:
         ax.set_xlabel("step")
     axes[0].legend(fontsize=8)

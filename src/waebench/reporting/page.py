@@ -265,8 +265,10 @@ def figure_sections(rows, out_dir: Path, settings: comparison.FigureSettings) ->
         ),
         *section(
             "Training curves",
-            "Per logged step, every completed seed; one colour per model. The penalties are "
-            "different divergences (KL, MMD, adversarial, ...): compare their trends, not levels.",
+            "Per logged step, every completed seed; one colour per model; faint the logged "
+            "values, bold their running mean over 10 logged steps. The penalties are different "
+            "divergences (KL, MMD, adversarial, ...): compare their trends, not levels; an "
+            "unbiased estimator's values scatter around 0 and can be negative.",
             [comparison.training_curves(ours, out_dir / "training_curves.png")],
         ),
     ]
