@@ -215,6 +215,15 @@ def _final_weights(run_dir) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
+def test_a_recorded_failure_keeps_the_first_error_unless_told_to_replace_it(tmp_path):
+    record.write_metrics(tmp_path, {"status": Status.FAILED, "error": "KeyboardInterrupt: SIGTERM"})
+    kept = record.record_failure(tmp_path, "cancelled: SLURM job 7 ended without a result")
+    assert kept["error"] == "KeyboardInterrupt: SIGTERM"
+    replaced = record.record_failure(tmp_path, "cancelled: SLURM job 7", keep_earlier=False)
+    assert replaced["status"] == Status.FAILED and replaced["error"] == "cancelled: SLURM job 7"
+    assert record.read_metrics(tmp_path)["error"] == "cancelled: SLURM job 7"
+
+
 def test_kill_9_at_ten_seeded_points_resumes_to_the_same_weights(tmp_path):
     """Ten kills (SIGKILL) of one training at seeded steps and moments (before a step, after
     it and its checkpoint, while a checkpoint is being made); each attempt resumes with

@@ -96,11 +96,10 @@ class WaebenchSlurmLauncher(SlurmLauncher):
                 "to resume it"
             )
             log.error("%s: %s", run_dir, message)
-            if run_dir.is_dir():
-                metrics = record.read_metrics(run_dir) or {"run_dir": str(run_dir)}
-                if metrics.get("status") != record.Status.COMPLETED:  # the job's own error aside
-                    metrics.update(status=record.Status.FAILED, error=message)
-                    record.write_metrics(run_dir, metrics)
+            earlier = record.read_metrics(run_dir) or {}
+            if run_dir.is_dir() and earlier.get("status") != record.Status.COMPLETED:
+                # the job's own record of the signal that ended it gives way to the reason
+                record.record_failure(run_dir, message, keep_earlier=False)
             result = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
             result._return_value = RuntimeError(f"{run_dir}: {message}")
             return result

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from waebench.data.errors import CorruptFileError, DatasetNotFoundError
+from waebench.run.record import atomic_path
 
 IMAGE_FOLDER = "img_align_celeba"
 PARTITION_FILE = "list_eval_partition.txt"
@@ -124,8 +125,6 @@ def load_split(folder: Path, split: str, image_size: int, workers: int = 0) -> t
     else:
         parts = [_preprocess_many(c) for c in chunks]
     images = torch.from_numpy(np.concatenate(parts)).permute(0, 3, 1, 2).contiguous()
-    cache.parent.mkdir(exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}")
-    torch.save(images, tmp)
-    os.replace(tmp, cache)
+    with atomic_path(cache) as tmp:
+        torch.save(images, tmp)
     return images

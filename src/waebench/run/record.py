@@ -262,12 +262,15 @@ def attempt_record(earlier: dict[str, Any] | None, attempt: dict[str, Any]) -> d
     return record
 
 
-def record_failure(run_dir: str | Path, error: BaseException | str) -> dict[str, Any]:
-    """Mark the run as failed in its record (a `diverged` or `failed` status stays, and so does
-    what the attempt wrote there); returns the record."""
+def record_failure(
+    run_dir: str | Path, error: BaseException | str, keep_earlier: bool = True
+) -> dict[str, Any]:
+    """Mark the run as failed in its record and return the record. With `keep_earlier`, a
+    `diverged` or `failed` status stays, and so does the error the attempt wrote; without
+    (a launcher that knows better, e.g. the job was cancelled), the new error replaces it."""
     earlier = read_metrics(run_dir)
     metrics = {} if not earlier or earlier["status"] == Status.UNREADABLE else earlier
-    if metrics.get("status") not in (Status.FAILED, Status.DIVERGED):
+    if not keep_earlier or metrics.get("status") not in (Status.FAILED, Status.DIVERGED):
         message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         metrics.update(status=Status.FAILED, error=message)
     metrics.setdefault("run_dir", str(Path(run_dir).resolve()))
