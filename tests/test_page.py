@@ -166,7 +166,9 @@ def test_chromium_loads_every_image_and_table_row(page, tmp_path):
     assert Image.open(tmp_path / "screenshot.png").size[1] >= height
 
 
-def write_run(folder: Path, dataset: str, image_size: int, fid_num_fake: int) -> Path:
+def write_run(
+    folder: Path, dataset: str, image_size: int, fid_num_fake: int, latent_codes: bool = True
+) -> Path:
     config = {
         "seed": 0,
         "dataset": {"name": dataset, "image_size": image_size, "channels": 1},
@@ -177,7 +179,11 @@ def write_run(folder: Path, dataset: str, image_size: int, fid_num_fake: int) ->
     OmegaConf.save(OmegaConf.create(config), folder / "config.yaml")
     entry = {"value": 1.0, "extractor": "classifier-x", "num_fake": fid_num_fake,
              "num_real": 100, "real": f"{dataset}:test"}  # fmt: skip
-    metrics = {"status": "completed", "eval": {"fid/samples/prior@classifier-x": entry}}
+    latent = {"value": 0.1, **({"codes": "sampled"} if latent_codes else {})}
+    metrics = {
+        "status": "completed",
+        "eval": {"fid/samples/prior@classifier-x": entry, "latent_mmd/test": latent},
+    }
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return folder
 
@@ -194,6 +200,15 @@ def test_runs_of_other_datasets_sizes_or_fid_settings_are_never_mixed(tmp_path):
     with pytest.raises(SystemExit, match="cannot share one page"):
         main([str(tmp_path), "--page", "--out", str(tmp_path / "page")])
     assert not (tmp_path / "page").exists()
+
+
+def test_a_latent_mmd_of_an_older_evaluation_is_not_mixed_with_new_ones(tmp_path):
+    write_run(tmp_path / "new", "mnist", 28, 1000)
+    write_run(tmp_path / "old", "mnist", 28, 1000, latent_codes=False)
+    with pytest.raises(MixedRunsError, match=r"latent_mmd/test: codes recorded in new; codes not"):
+        check_comparable(find_runs([tmp_path]))
+    shutil.rmtree(tmp_path / "new")
+    check_comparable(find_runs([tmp_path]))  # all of one kind: one page
 
 
 def test_surprises_name_each_model_that_does_not_beat_the_ae():

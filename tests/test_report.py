@@ -159,6 +159,20 @@ def test_fid_with_other_settings_gets_its_own_column(tmp_path):
     assert row["runs_completed"] == "4"
 
 
+def test_a_latent_mmd_of_an_older_evaluation_gets_its_own_column(tmp_path):
+    vae = ["dataset=mnist", "regularizer=kl"]
+    sampled = {"value": 0.02, "codes": "sampled"}
+    write_run(tmp_path, "a", [*vae, "seed=0"], completed(**{"latent_mmd/test": sampled}))
+    write_run(tmp_path, "b", [*vae, "seed=1"], completed(**{"latent_mmd/test": {"value": 0.5}}))
+    report([tmp_path], tmp_path / "out")
+    (row,) = read_csv(tmp_path / "out" / "mnist.csv")
+    assert (float(row["latent MMD mean"]), row["latent MMD n"]) == (0.02, "1")
+    (older,) = [
+        h for h in row if h.startswith("latent MMD [codes=unrecorded") and h.endswith(" mean")
+    ]
+    assert float(row[older]) == 0.5
+
+
 def test_published_numbers_stand_beside_ours_in_their_own_column(tmp_path):
     celeba = ["dataset=celeba", "regularizer=mmd", "regularizer.weight=100"]
     ours = {"fid/samples/prior": fid(70.0, "inception-v3-compat", 10000)}

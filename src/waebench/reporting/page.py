@@ -57,11 +57,17 @@ def check_comparable(runs: list[Run]) -> None:
     settings: dict[str, dict[str, list[str]]] = {}
     for run in runs:
         for name, entry in (run.metrics or {}).get("eval", {}).items():
-            if name.startswith(("fid/", "kid/")) and isinstance(entry, dict):
+            if not isinstance(entry, dict):
+                continue
+            if name.startswith(("fid/", "kid/")):
                 shown = repr(
                     {k: entry.get(k) for k in ("extractor", "num_fake", "num_real", "real")}
                 )
-                settings.setdefault(name, {}).setdefault(shown, []).append(run.run_dir.name)
+            elif name == "latent_mmd/test":  # an older evaluation scored a Gaussian's means
+                shown = "codes recorded" if "codes" in entry else "codes not recorded (older)"
+            else:
+                continue
+            settings.setdefault(name, {}).setdefault(shown, []).append(run.run_dir.name)
     for name, values in settings.items():
         if len(values) > 1:
             problems.append(
