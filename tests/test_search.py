@@ -308,6 +308,23 @@ def test_a_study_finishes_with_its_best_trial_in_its_job_folder_and_the_report(t
     assert "Report written" in report.stdout
 
 
+@contextlib.contextmanager
+def search_with_a_checkpoint(sweep: Path, args: list[str], trial: int, log: Path):
+    """A search started in its own process group, yielded as (sweeper process, `last.ckpt`)
+    once trial `trial` has written its last.ckpt; the whole group is killed on the way out."""
+    sweeper = start_search(sweep, *args, log=log)
+    try:
+        ckpt = wait_for(
+            lambda: next(iter(sweep.glob(f"trial={trial},*/checkpoints/last.ckpt")), None),
+            600, f"trial {trial}'s last.ckpt",
+        )  # fmt: skip
+        yield sweeper, ckpt
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+            os.killpg(sweeper.pid, signal.SIGKILL)
+        sweeper.wait()
+
+
 @pytest.mark.slow
 def test_kill_9_of_the_sweeper_then_the_same_command_resumes_the_study(tmp_path):
     """The sweeper (and with it the trial running in its process) is killed while trial 1
@@ -315,17 +332,8 @@ def test_kill_9_of_the_sweeper_then_the_same_command_resumes_the_study(tmp_path)
     and ends with 4 completed trials, each in its own folder, none trained twice."""
     sweep = tmp_path / "sweep"
     args = ["hydra.sweeper.n_trials=4", "trainer.max_epochs=15"]
-    first = start_search(sweep, *args, log=tmp_path / "first.log")
-    try:
-        ckpt = wait_for(
-            lambda: next(iter(sweep.glob("trial=1,*/checkpoints/last.ckpt")), None), 600,
-            "trial 1's last.ckpt",
-        )  # fmt: skip
+    with search_with_a_checkpoint(sweep, args, 1, tmp_path / "first.log") as (_, ckpt):
         assert not (ckpt.parents[1] / "metrics.json").exists()
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # the group may be gone already
-            os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
     done = run_search(sweep, *args)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     study = load(sweep)
@@ -348,22 +356,14 @@ def test_kill_9_of_a_trial_process_reruns_it_in_its_folder(tmp_path):
         "hydra.sweeper.n_trials=2", "trainer.max_epochs=15", "launcher=gpus",
         "hydra.launcher.devices=[0]",
     ]  # fmt: skip
-    sweeper = start_search(sweep, *args, log=tmp_path / "sweeper.log")
-    try:
-        ckpt = wait_for(
-            lambda: next(iter(sweep.glob("trial=0,*/checkpoints/last.ckpt")), None), 600,
-            "trial 0's last.ckpt",
-        )  # fmt: skip
+    log = tmp_path / "sweeper.log"
+    with search_with_a_checkpoint(sweep, args, 0, log) as (sweeper, ckpt):
         children = subprocess.run(
             ["ps", "-o", "pid=", "--ppid", str(sweeper.pid)], capture_output=True, text=True
         ).stdout.split()
         assert len(children) == 1, children
         os.kill(int(children[0]), signal.SIGKILL)
-        assert sweeper.wait(timeout=600) == 0, (tmp_path / "sweeper.log").read_text()[-3000:]
-    finally:
-        if sweeper.poll() is None:
-            with contextlib.suppress(ProcessLookupError):  # it may end meanwhile
-                os.killpg(sweeper.pid, signal.SIGKILL)
+        assert sweeper.wait(timeout=600) == 0, log.read_text()[-3000:]
     study = load(sweep)
     check_study(sweep, study, 2)
     assert study.trials[0].state == TrialState.FAIL
@@ -383,19 +383,11 @@ def test_kill_9_of_the_sweeper_alone_counts_its_running_trial_as_its_job_ends(tm
         "hydra.sweeper.n_trials=2", "trainer.max_epochs=10", "launcher=gpus",
         "hydra.launcher.devices=[0]",
     ]  # fmt: skip
-    sweeper = start_search(sweep, *args, log=tmp_path / "sweeper.log")
-    try:
-        ckpt = wait_for(
-            lambda: next(iter(sweep.glob("trial=0,*/checkpoints/last.ckpt")), None), 600,
-            "trial 0's last.ckpt",
-        )  # fmt: skip
+    with search_with_a_checkpoint(sweep, args, 0, tmp_path / "sweeper.log") as (sweeper, ckpt):
         os.kill(sweeper.pid, signal.SIGKILL)
         sweeper.wait()
         done = run_search(sweep, *args)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # the group may be gone already
-            os.killpg(sweeper.pid, signal.SIGKILL)
     study = load(sweep)
     check_study(sweep, study, 2)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
