@@ -76,9 +76,11 @@ class ResumeCheckpoint(L.Callback):
     between an epoch's last batch and its end.
 
     Every checkpoint also holds the random number generators' states (torch,
-    CUDA, NumPy, Python; Lightning saves none), restored when training resumes,
-    so that the prior samples of the regularizers continue as in an
-    uninterrupted run.
+    CUDA, NumPy, Python; Lightning saves none) of every rank, each restored on its
+    own rank when training resumes, so that the prior samples of the regularizers
+    continue as in an uninterrupted run. Under DDP, ranks > 0 start their own
+    streams, seeded from (`seed`, rank): each rank draws different prior samples,
+    as one larger batch would.
     """
 
     def __init__(
@@ -86,22 +88,35 @@ class ResumeCheckpoint(L.Callback):
         dirpath: str,
         every_n_train_steps: int | None = 500,
         every_n_minutes: float | None = 10,
+        seed: int = 0,
     ) -> None:
         self.path = Path(dirpath) / "last.ckpt"
+        self.seed = seed
         self.every_n_train_steps = every_n_train_steps
         self.every_n_minutes = every_n_minutes
         self._epoch_finished = False
         self._saved_at = time.monotonic()
-        self._rng_states: dict[str, Any] | None = None
+        self._rng_states: list[dict[str, Any]] | dict[str, Any] | None = None
 
     def on_train_start(self, trainer: L.Trainer, module) -> None:
+        # After Lightning's sanity check, which isolates the generators.
         self._saved_at = time.monotonic()
-        if self._rng_states is not None:  # after Lightning's sanity check, which isolates them
-            set_rng_states(self._rng_states)
+        if self._rng_states is not None:
+            states = self._rng_states
+            # A checkpoint older than per-rank states holds one dict, rank 0's.
+            set_rng_states(states if isinstance(states, dict) else states[trainer.global_rank])
             self._rng_states = None
+        elif trainer.global_rank > 0:
+            seed = np.random.SeedSequence([self.seed, trainer.global_rank]).generate_state(1)[0]
+            L.seed_everything(int(seed), workers=True, verbose=False)
 
     def on_save_checkpoint(self, trainer: L.Trainer, module, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rng_states"] = rng_states()
+        """Every rank takes part (Lightning dumps the checkpoint on all ranks, rank 0 writes it)."""
+        states = [rng_states()]
+        if trainer.world_size > 1:
+            states = [None] * trainer.world_size
+            torch.distributed.all_gather_object(states, rng_states())
+        checkpoint["rng_states"] = states
 
     def on_load_checkpoint(self, trainer: L.Trainer, module, checkpoint: dict[str, Any]) -> None:
         self._rng_states = checkpoint.get("rng_states")
