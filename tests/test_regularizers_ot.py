@@ -403,8 +403,8 @@ def test_each_ot_regularizer_brings_fashion_mnist_codes_closer_to_the_prior(trai
             "dataset.batch_size=100",
             "model.width=8",
             # the former padding: with SAME padding the W-VAE (weight 0.03) ends at 0.80x the
-            # AE's distance after 150 steps (0.519 vs 0.649), an open finding of issue 12
-            # (docs/regularizers.md, "What changed in issue 12")
+            # AE's distance after 150 steps (0.519 vs 0.649); its weight trades prior match
+            # for reconstruction with no weight giving both (docs/study.md, the W-VAE sweep)
             "model.encoder.padding=torch",
             "trainer.limit_train_batches=150",
             "trainer.limit_val_batches=1",
