@@ -11,6 +11,8 @@
 #     all     every stage above, in that order
 #
 # Every stage appends JSON lines to OUTDIR/results.jsonl; logs go to OUTDIR/<stage>.log.
+# A failed stage does not stop the next; the script exits 1 when any stage failed, and 2,
+# before running anything, when the fid or paper stage would lack the Inception weights.
 # It installs nothing: hydra-core, omegaconf, torch-fidelity, ... must be importable already.
 # Environment:
 #   WAEBENCH_INCEPTION_WEIGHTS   the FID Inception weights file (no download on the machine)
@@ -59,7 +61,12 @@ else
   FID_N=10000
 fi
 
+FAILED=()
 record() {  # record STAGE KEY=VALUE...: one JSON line in the results file
+  local pair
+  for pair in "${@:2}"; do
+    [[ "$pair" == exit_code=* && "$pair" != exit_code=0 ]] && FAILED+=("$1")
+  done
   "$PY" - "$RESULTS" "$@" <<'PYEOF'
 import json, sys, time
 path, stage, *pairs = sys.argv[1:]
@@ -136,6 +143,7 @@ stage_paper() {
     eval.inception.num_samples=10000 ckpt_path=auto "hydra.run.dir=$run" \
     "${PAPER[@]}" ${PAPER_OVERRIDES:-} 2>&1 | tee -a "$OUTDIR/paper.log" || rc=$?
   ended=$(date +%s)
+  [[ "$rc" != 0 ]] && FAILED+=(paper)
   "$PY" - "$RESULTS" "$run/metrics.json" "$((ended - started))" "$rc" "$(machine)" \
     "${PAPER_OVERRIDES:-}" <<'PYEOF'
 import json, sys, time
@@ -156,6 +164,12 @@ print(json.dumps(row, indent=1))
 PYEOF
 }
 
+if [[ "$STAGE" == fid || "$STAGE" == paper || "$STAGE" == all ]]; then
+  # Refuse now, not after an hour of training, when the FID weights cannot be found.
+  "$PY" -c 'from waebench.evaluation.fid import require_inception_weights as w; print("Inception weights:", w())' \
+    || { echo "gpu_check.sh: the $STAGE stage needs the Inception weights (see above)" >&2; exit 2; }
+fi
+
 case "$STAGE" in
   tests) stage_tests ;;
   bench) stage_bench ;;
@@ -165,3 +179,7 @@ case "$STAGE" in
   *) echo "unknown stage '$STAGE': use tests, bench, fid, paper or all" >&2; exit 2 ;;
 esac
 echo "results: $RESULTS"
+if (( ${#FAILED[@]} )); then
+  echo "gpu_check.sh: failed stages: ${FAILED[*]} (logs in $OUTDIR)" >&2
+  exit 1
+fi

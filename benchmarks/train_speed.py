@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import itertools
 import json
 import pstats
+import statistics
 import tempfile
 import time
 from collections import defaultdict
@@ -63,14 +65,18 @@ ORIGINS = (  # where a profiled function lives: (name, part of its file's path)
 
 class Window:
     """Wall time of steps `warmup` to `warmup + steps` (the device is synchronised at both
-    ends only); with `profile`, a cProfile of the same steps."""
+    ends only) and the host time of each of those steps (on a CPU, each step's wall time);
+    with `profile`, a cProfile of the same steps."""
 
     def __init__(self, args, profile: bool = False) -> None:
         self.warmup, self.steps, self.device = args.warmup, args.steps, torch.device(args.device)
         self.profiler = cProfile.Profile() if profile else None
         self.start = self.seconds = None
+        self.stamps: list[float] = []
 
     def at_step(self, step: int) -> None:
+        if self.warmup <= step <= self.warmup + self.steps:
+            self.stamps.append(time.perf_counter())
         if step == self.warmup:
             _sync(self.device)
             self.start = time.perf_counter()
@@ -84,6 +90,9 @@ class Window:
 
     def seconds_per_step(self) -> float:
         return self.seconds / self.steps
+
+    def step_seconds(self) -> list[float]:
+        return [b - a for a, b in itertools.pairwise(self.stamps)]
 
     def ms_per_step_by_origin(self) -> dict[str, float]:
         """The profiled steps' own time (cProfile `tottime`) by where the code lives."""
@@ -215,11 +224,16 @@ def measure(name: str, overrides: list[str], precision: str, args) -> dict:
         cfg = compose_config([*overrides, f"trainer.precision={precision}"], args, out_dir)
         datamodule, data = make_datamodule(cfg, args)
         times: dict[str, list[float]] = {"plain": [], "stripped": [], "user": []}
+        steps: dict[str, list[float]] = {mode: [] for mode in times}
         for _ in range(args.repeats):  # interleaved, best of each, to damp machine noise
-            times["plain"].append(run_plain(cfg, datamodule, args, Window(args)).seconds_per_step())
-            window = run_stripped(cfg, datamodule, args, Window(args), out_dir)
-            times["stripped"].append(window.seconds_per_step())
-            times["user"].append(run_user(cfg, datamodule, args, Window(args)).seconds_per_step())
+            windows = {
+                "plain": run_plain(cfg, datamodule, args, Window(args)),
+                "stripped": run_stripped(cfg, datamodule, args, Window(args), out_dir),
+                "user": run_user(cfg, datamodule, args, Window(args)),
+            }
+            for mode, window in windows.items():
+                times[mode].append(window.seconds_per_step())
+                steps[mode].extend(window.step_seconds())
         if args.profile:
             profiles = {
                 "plain": run_plain(cfg, datamodule, args, Window(args, profile=True)),
@@ -244,6 +258,10 @@ def measure(name: str, overrides: list[str], precision: str, args) -> dict:
         "ratio_user": best["plain"] / best["user"],
         "framework_ms_per_step": 1e3 * (best["user"] - best["plain"]),
     }
+    if args.device == "cpu":  # a CPU step's host time is its wall time; not so on a GPU
+        median = {mode: 1e3 * statistics.median(ts) for mode, ts in steps.items()}
+        result["median_step_ms"] = median
+        result["framework_ms_per_step_median"] = median["user"] - median["plain"]
     ips, ms = result["images_per_s"], result["ms_per_step"]
     print(
         f"\n{name} nets (width {result['width']}), {data}, {precision}, {result['device']}, "
@@ -257,6 +275,14 @@ def measure(name: str, overrides: list[str], precision: str, args) -> dict:
         f"{result['ratio_user']:.3f}; framework cost as the user runs it "
         f"{result['framework_ms_per_step']:.2f} ms/step"
     )
+    if "median_step_ms" in result:
+        median = result["median_step_ms"]
+        print(
+            f"  median of all {len(steps['plain'])} timed steps: plain {median['plain']:.2f}, "
+            f"stripped {median['stripped']:.2f}, user {median['user']:.2f} ms; framework cost "
+            f"{result['framework_ms_per_step_median']:.2f} ms/step, user/plain "
+            f"{median['plain'] / median['user']:.3f} (robust to the machine's bursts)"
+        )
     if args.profile:
         by_origin = {mode: w.ms_per_step_by_origin() for mode, w in profiles.items()}
         result["profile_ms_per_step"] = by_origin
