@@ -55,7 +55,9 @@ def test_every_stage_runs_end_to_end_on_a_cpu(tmp_path):
     result = gpu_check("all", out, INCEPTION_WEIGHTS)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    exit_codes = {(row["stage"], row.get("benchmark")): row["exit_code"] for row in rows if "exit_code" in row}
+    exit_codes = {
+        (row["stage"], row.get("benchmark")): row["exit_code"] for row in rows if "exit_code" in row
+    }
     assert set(exit_codes) == {
         ("tests", None),
         ("bench", "train_speed"),
