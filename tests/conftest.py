@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "conf"
 SHARED = REPO.parent / "shared"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+SHARED_INCEPTION_WEIGHTS = SHARED / "fid" / "weights-inception-2015-12-05-converted.pth"
 
 # Tiny networks and few batches: every training test runs in seconds on a CPU.
 TINY = [

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from conftest import DEBIAN_FASHION_MNIST, SHARED
+from conftest import DEBIAN_FASHION_MNIST
+from conftest import SHARED_INCEPTION_WEIGHTS as INCEPTION_WEIGHTS
 from torchvision.transforms.functional import gaussian_blur
 
 from waebench.data import ImageDataModule
@@ -28,7 +29,6 @@ from waebench.evaluation.fid import (
     to_uint8,
 )
 
-INCEPTION_WEIGHTS = SHARED / "fid" / "weights-inception-2015-12-05-converted.pth"
 CLASSIFIER_STEPS = 40
 
 

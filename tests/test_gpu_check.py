@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEBIAN_FASHION_MNIST, REPO, SHARED
-
-INCEPTION_WEIGHTS = SHARED / "fid" / "weights-inception-2015-12-05-converted.pth"
+from conftest import DEBIAN_FASHION_MNIST, REPO
+from conftest import SHARED_INCEPTION_WEIGHTS as INCEPTION_WEIGHTS
 
 
 def gpu_check(stage: str, out: Path, weights: Path) -> subprocess.CompletedProcess:
