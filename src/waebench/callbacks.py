@@ -144,7 +144,7 @@ class ResumeCheckpoint(L.Callback):
 
     def save(self, trainer: L.Trainer) -> None:
         with atomic_path(self.path, commit=trainer.is_global_zero) as tmp:
-            trainer.save_checkpoint(tmp)
+            trainer.save_checkpoint(tmp, weights_only=False)  # optimizer and loop states too
         self._saved_at = time.monotonic()
 
 
