@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hydra._internal.utils import _locate  # hydra.utils.get_object without its error log
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_object, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from waebench.config_check import ConfigValueError
@@ -52,15 +53,25 @@ def source_of(key: str, value: str) -> str:
     for folder_group, choice, relative_key in candidates:
         for folder in folders if choice else []:
             path = folder / folder_group / f"{choice}.yaml"
-            if path.is_file() and OmegaConf.select(OmegaConf.load(path), relative_key) == value:
+            if path.is_file() and raw_value(OmegaConf.load(path), relative_key) == value:
                 return f"set in {path}"
     return ""
+
+
+def raw_value(cfg: DictConfig, key: str) -> Any:
+    """The value at dotted `key` as written (interpolations and ??? unresolved), or None."""
+    node: Any = OmegaConf.to_container(cfg, resolve=False)
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def import_problem(target: str) -> tuple[str, str] | None:
     """Why `target` does not import, and the fix; None when it does."""
     try:
-        get_object(target)
+        _locate(target)
     except Exception as error:
         cause = error.__cause__ or error
         missing = getattr(cause, "name", None) if isinstance(cause, ModuleNotFoundError) else None
@@ -91,7 +102,8 @@ def check_buildable(cfg: DictConfig) -> None:
     problems = []
     for key, value in leaves(OmegaConf.to_container(cfg, resolve=False)):
         if value == "???":
-            problems.append(f"{key} is required (??? in the config). Fix: give it, {key}=...")
+            where = source_of(key, value).removeprefix("set in ") or "the config"
+            problems.append(f"{key} is required (??? in {where}). Fix: give it, {key}=<value>.")
         if key.rsplit(".", 1)[-1] != "_target_" or not isinstance(value, str):
             continue
         target = OmegaConf.select(cfg, key) if value.startswith("${") else value
@@ -103,7 +115,7 @@ def check_buildable(cfg: DictConfig) -> None:
                 f"{key}={target}{where} does not import: {problem[0]}. Fix: {problem[1]}."
             )
             continue
-        found = get_object(target)
+        found = _locate(target)
         if key == "regularizer._target_" and not (
             isinstance(found, type) and issubclass(found, LatentRegularizer)
         ):
@@ -113,7 +125,8 @@ def check_buildable(cfg: DictConfig) -> None:
                 "-> penalty (docs/extending.md)."
             )
     if problems:
-        raise ConfigValueError("\n".join(problems))
+        listed = "\n".join(f"  {p}" for p in problems)
+        raise ConfigValueError(f"the config cannot be built:\n{listed}")
 
 
 def build_model(cfg: DictConfig):

@@ -11,29 +11,32 @@ beside waebench are left alone. See docs/extending.md.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from pathlib import Path
 
 from hydra.core.config_search_path import ConfigSearchPath
-from hydra.errors import SearchPathException
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 VARIABLE = "WAEBENCH_CONFIG_PATH"
 
+log = logging.getLogger(__name__)
+
 
 def config_folders() -> list[Path]:
-    """The folders of WAEBENCH_CONFIG_PATH, absolute; a missing one raises, named."""
+    """The folders of WAEBENCH_CONFIG_PATH, absolute. A missing one is named in a warning and
+    kept: an option asked for and not found then lists the search path, that folder in it."""
     folders = []
     for entry in os.environ.get(VARIABLE, "").split(os.pathsep):
         if not entry.strip():
             continue
         folder = Path(entry).expanduser().absolute()
         if not folder.is_dir():
-            raise SearchPathException(
-                f"{VARIABLE}={os.environ[VARIABLE]}: the config folder '{folder}' does not "
-                f"exist. Fix: create it, or list only existing folders of your own configs "
-                f"(separated by '{os.pathsep}')."
-            )
+            log.warning(
+                "%s=%s: the config folder '%s' does not exist. Fix: create it, or list only "
+                "folders of your own configs (separated by '%s').",
+                VARIABLE, os.environ[VARIABLE], folder, os.pathsep,
+            )  # fmt: skip
         folders.append(folder)
     return folders
 
