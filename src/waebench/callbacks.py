@@ -46,14 +46,15 @@ class ImageGrids(L.Callback):
         reconstructions = module.reconstruct(x)
         module.train(was_training)
         nrow = 8
-        rows = range(0, len(x) - nrow + 1, nrow)
+        width = min(nrow, len(x))  # a validation set smaller than a row gives one pair row
+        rows = range(0, len(x) - width + 1, width)
         pairs = torch.cat(
-            [torch.cat([x[i : i + nrow], reconstructions[i : i + nrow]]) for i in rows]
+            [torch.cat([x[i : i + width], reconstructions[i : i + width]]) for i in rows]
         )
         grids = {
             "samples": make_grid(samples.cpu(), nrow=nrow, value_range=(low, high), normalize=True),
             "reconstructions": make_grid(
-                pairs.cpu(), nrow=nrow, value_range=(low, high), normalize=True
+                pairs.cpu(), nrow=width, value_range=(low, high), normalize=True
             ),
         }
         out_dir = Path(trainer.default_root_dir)

@@ -20,6 +20,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from waebench.config_check import ConfigValueError
 from waebench.data import celeba, digits, idx, image_folder, placement
 from waebench.data.loader import InMemoryBatches
 
@@ -171,6 +172,12 @@ class ImageDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> InMemoryBatches:
+        count = len(self.splits["train"][0])
+        if count < self.batch_size:  # the last partial batch of an epoch is dropped
+            raise ConfigValueError(
+                f"{self.name}: {count} training images give no batch of "
+                f"dataset.batch_size={self.batch_size}: lower dataset.batch_size"
+            )
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> InMemoryBatches:

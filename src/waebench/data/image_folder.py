@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from waebench.config_check import ConfigValueError
 from waebench.data.errors import CorruptFileError, DatasetNotFoundError
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def split_sizes(count: int, val_fraction: float, test_fraction: float) -> tuple[
     """(validation, test) image counts: at least one each, at least one training image left."""
     n_val, n_test = max(1, round(count * val_fraction)), max(1, round(count * test_fraction))
     if n_val + n_test >= count:
-        raise ValueError(
+        raise ConfigValueError(
             f"image_folder: {count} images cannot be split into training, validation "
             f"(dataset.val_fraction={val_fraction}) and test (dataset.test_fraction="
             f"{test_fraction}) sets with at least one image each: add images or lower the "
@@ -123,7 +124,9 @@ def load_splits(
 ) -> dict[str, Split]:
     """{'train', 'val', 'test'}: (uint8 images [N, C, S, S], int64 labels [N])."""
     if channels not in MODES:
-        raise ValueError(f"image_folder: dataset.channels={channels}: must be 1 (grey) or 3 (RGB)")
+        raise ConfigValueError(
+            f"image_folder: dataset.channels={channels}: must be 1 (grey) or 3 (RGB)"
+        )
     root, files = locate(root)
     n_val, n_test = split_sizes(len(files), val_fraction, test_fraction)
     chunks = [(files[i : i + CHUNK], image_size, channels) for i in range(0, len(files), CHUNK)]
