@@ -72,7 +72,7 @@ def test_missing_mnist_lists_the_expected_files(tmp_path):
 
 
 def test_unknown_dataset_lists_valid_names():
-    with pytest.raises(ValueError, match="celeba, digits, fashion_mnist, mnist"):
+    with pytest.raises(ValueError, match="celeba, digits, fashion_mnist, image_folder, mnist"):
         ImageDataModule("cifar", 32, 3)
 
 

@@ -46,14 +46,15 @@ class ImageGrids(L.Callback):
         reconstructions = module.reconstruct(x)
         module.train(was_training)
         nrow = 8
-        rows = range(0, len(x) - nrow + 1, nrow)
+        width = min(nrow, len(x))  # a validation set smaller than a row gives one pair row
+        rows = range(0, len(x) - width + 1, width)
         pairs = torch.cat(
-            [torch.cat([x[i : i + nrow], reconstructions[i : i + nrow]]) for i in rows]
+            [torch.cat([x[i : i + width], reconstructions[i : i + width]]) for i in rows]
         )
         grids = {
             "samples": make_grid(samples.cpu(), nrow=nrow, value_range=(low, high), normalize=True),
             "reconstructions": make_grid(
-                pairs.cpu(), nrow=nrow, value_range=(low, high), normalize=True
+                pairs.cpu(), nrow=width, value_range=(low, high), normalize=True
             ),
         }
         out_dir = Path(trainer.default_root_dir)
@@ -144,7 +145,7 @@ class ResumeCheckpoint(L.Callback):
 
     def save(self, trainer: L.Trainer) -> None:
         with atomic_path(self.path, commit=trainer.is_global_zero) as tmp:
-            trainer.save_checkpoint(tmp)
+            trainer.save_checkpoint(tmp, weights_only=False)  # optimizer and loop states too
         self._saved_at = time.monotonic()
 
 

@@ -80,6 +80,8 @@ RANGES: dict[str, Range] = {
     "dataset.val_size": at_least(1),
     "dataset.split_seed": Range(True, 0, 2**63 - 1),
     "dataset.preprocess_workers": at_least(0),
+    "dataset.val_fraction": Range(False, 0.0, 1.0, low_open=True, high_open=True),
+    "dataset.test_fraction": Range(False, 0.0, 1.0, low_open=True, high_open=True),
     "model.latent_dim": at_least(1),
     "model.width": at_least(1),
     "model.prior_var": positive(),

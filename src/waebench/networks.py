@@ -134,7 +134,7 @@ class ConvDecoder(nn.Module):
                 nn.ReLU(inplace=True),
             ]
             in_channels = out_channels
-        layers.append(nn.Conv2d(in_channels, channels, k, stride=1, padding="same"))
+        layers.append(SameConv2d(in_channels, channels, k, stride=1))  # = Conv2d(padding="same")
         self.body = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,10 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from waebench.build import CONFIG_DIR, build_model
+from waebench import __version__
+from waebench.build import CONFIG_DIR, build_model, check_buildable
 from waebench.config_check import ConfigValueError, check_config
+from waebench.data import DatasetNotFoundError
 from waebench.evaluation import evaluate_into_metrics
 from waebench.fast import check_precision
 from waebench.launch.job import is_multirun, run_sweep_job
@@ -75,6 +77,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     refused first. The training process holds the run folder's lock throughout; a folder
     holding another configuration is refused, and a completed run is returned untouched."""
     check_config(cfg)
+    check_buildable(cfg)
     output_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank != 0:  # a DDP rank > 0: rank 0 owns the folder
         return fit_and_test(cfg, output_dir, earlier=None)
@@ -90,7 +93,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def fit_and_test(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any] | None) -> dict:
-    metrics: dict[str, Any] = {"status": Status.RUNNING, "run_dir": str(output_dir)}
+    metrics: dict[str, Any] = {
+        "status": Status.RUNNING,
+        "run_dir": str(output_dir),
+        "waebench_version": __version__,
+    }
     trainer = model = datamodule = None
     loggers: list = []
     try:
@@ -136,17 +143,41 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any] | No
             import wandb
 
             wandb.finish(exit_code=0 if metrics["status"] == Status.COMPLETED else 1)
-    log.info("Run directory: %s", output_dir)
     return metrics
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    """A run's record in a few lines for the terminal: status, loss terms, FIDs, latent MMD,
+    and where the figures and the record are."""
+    run_dir = Path(metrics["run_dir"])
+    lines = [f"Run {metrics['status']}: {run_dir}"]
+    if metrics.get("error"):
+        lines.append(f"  error: {str(metrics['error']).splitlines()[0]}")
+    for split in ("train", "val", "test"):
+        terms = metrics.get(split) or {}
+        if terms:
+            lines.append(f"  {split:5s} " + "  ".join(f"{k} {v:.4g}" for k, v in terms.items()))
+    for name, entry in (metrics.get("eval") or {}).items():
+        if name.startswith(("fid/", "latent_mmd")):
+            lines.append(f"  {name:45s} {entry['value']:.4g}")
+    if metrics.get("eval_error"):
+        lines.append(f"  evaluation failed: {str(metrics['eval_error']).splitlines()[0]}")
+    figures = sorted(p.name for p in run_dir.glob("*.png"))
+    if figures:
+        lines.append(f"  figures: {', '.join(figures)}")
+    lines.append(f"  record: {run_dir / record.METRICS}")
+    return "\n".join(lines)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> dict[str, Any] | None:
     if is_multirun():  # skip completed jobs, resume killed ones, record failures and go on
-        return run_sweep_job(train, cfg)
+        metrics = run_sweep_job(train, cfg)
+        log.info("%s", summary(metrics))
+        return metrics
     try:
         metrics = train(cfg)
-    except (DivergenceError, ConfigValueError) as error:
+    except (DivergenceError, ConfigValueError, DatasetNotFoundError) as error:
         log.error("%s", error)
         raise SystemExit(1) from None
     except Exception:  # into train.log too, not only onto stderr
@@ -154,6 +185,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
             "Training failed; the run's record: %s", Path(cfg.paths.output_dir) / "metrics.json"
         )
         raise SystemExit(1) from None
+    log.info("%s", summary(metrics))
     if "eval_error" in metrics:  # logged with the command that re-runs the evaluation alone
         raise SystemExit(1)
 

@@ -6,6 +6,7 @@ from them and turned into floats in the dataset's value range on the device
 uint8 splits live on the device when they fit (`on_device`, see `placement`).
 
 Splits: the official test sets (CelebA: also its official validation set);
+image_folder: test and validation fractions of its files (`image_folder`);
 elsewhere the validation set is `val_size` images drawn from the training set
 with `split_seed`, and the rest is the training set.
 """
@@ -19,7 +20,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from waebench.data import celeba, digits, idx, placement
+from waebench.config_check import ConfigValueError
+from waebench.data import celeba, digits, idx, image_folder, placement
 from waebench.data.loader import InMemoryBatches
 
 Splits = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -51,11 +53,19 @@ def _load_digits(dm: ImageDataModule) -> Splits:
     return digits.load_splits(dm.image_size)
 
 
+def _load_image_folder(dm: ImageDataModule) -> Splits:
+    return image_folder.load_splits(
+        dm.root, dm.image_size, dm.channels, dm.val_fraction, dm.test_fraction,
+        dm.split_seed, dm.preprocess_workers,
+    )  # fmt: skip
+
+
 DATASETS: dict[str, Callable[[ImageDataModule], Splits]] = {
     "digits": _load_digits,
     "mnist": _load_idx("mnist"),
     "fashion_mnist": _load_idx("fashion_mnist"),
     "celeba": _load_celeba,
+    "image_folder": _load_image_folder,
 }
 
 
@@ -74,6 +84,8 @@ class ImageDataModule(L.LightningDataModule):
         shuffle_seed: int = 0,
         preprocess_workers: int = 0,
         on_device: str | bool = "auto",
+        val_fraction: float = 0.1,  # image_folder: the split fractions
+        test_fraction: float = 0.1,
     ) -> None:
         super().__init__()
         if name not in DATASETS:
@@ -86,6 +98,7 @@ class ImageDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
         self.preprocess_workers = preprocess_workers
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.on_device = placement.parse_on_device(on_device)
         self.splits: Splits = {}
         self.device_splits: Splits = {}  # copies of `splits` on the training GPU, if there
@@ -159,6 +172,12 @@ class ImageDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> InMemoryBatches:
+        count = len(self.splits["train"][0])
+        if count < self.batch_size:  # the last partial batch of an epoch is dropped
+            raise ConfigValueError(
+                f"{self.name}: {count} training images give no batch of "
+                f"dataset.batch_size={self.batch_size}: lower dataset.batch_size"
+            )
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> InMemoryBatches:

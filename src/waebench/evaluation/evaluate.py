@@ -206,6 +206,7 @@ def write_figures(model, datamodule, settings, run_dir: Path, notes: list[str]) 
         figures.save_grid(
             figures.originals_above_reconstructions(originals, recs),
             run_dir / "test_reconstructions.png",
+            nrow=min(8, len(originals)),
         ),
         figures.save_grid(
             decode_codes(

@@ -30,7 +30,9 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
 def originals_above_reconstructions(
     originals: torch.Tensor, reconstructions: torch.Tensor, nrow: int = 8
 ) -> torch.Tensor:
-    """Rows alternate: `nrow` test images, then their reconstructions."""
+    """Rows alternate: `nrow` test images, then their reconstructions (one row of each when
+    there are fewer images)."""
+    nrow = min(nrow, len(originals))
     rows = []
     for start in range(0, len(originals) - nrow + 1, nrow):
         rows += [originals[start : start + nrow], reconstructions[start : start + nrow]]

@@ -303,6 +303,8 @@ def page_markdown(runs, table, out_dir, settings, command: str, started: float) 
     out += ["", "## FID", "", *fid_table(table)]
     notes = surprises(table)
     out += ["", "## What surprised us", ""]
+    if not any(r.model == "AE" and not r.source for r in table.rows):
+        notes = notes or ["- No plain AE (`regularizer=none`) among these runs to compare with."]
     out += notes or ["- Every regularized model beats the AE on latent MMD and prior-sample FID."]
     out += figure_sections(rows, out_dir, settings)
     out += ["", "## Failed and unfinished runs", ""]

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
+from waebench import __version__
 from waebench.reporting.runs import Run
 
 PACKAGES = (
-    "waebench", "torch", "torchvision", "lightning", "hydra-core",
+    "torch", "torchvision", "lightning", "hydra-core",
     "torch-fidelity", "scikit-learn", "numpy", "matplotlib",
 )  # fmt: skip
 
@@ -43,6 +44,8 @@ def source_commit() -> str:
     """The git commit (and whether the tree had changes) of the waebench source, if it is a
     git checkout."""
     here = Path(__file__).resolve().parent
+    if here.parents[1].name != "src":  # installed (a wheel): not waebench's checkout, even
+        return "not a git checkout"  # inside another git repository
     try:
         out = subprocess.run(
             ["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=12"],
@@ -54,7 +57,8 @@ def source_commit() -> str:
 
 
 def versions() -> dict[str, str]:
-    found = {"python": sys.version.split()[0], "waebench source": source_commit()}
+    found = {"python": sys.version.split()[0], "waebench": __version__}
+    found["waebench source"] = source_commit()
     for name in PACKAGES:
         try:
             found[name] = metadata.version(name)

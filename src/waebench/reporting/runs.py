@@ -4,9 +4,11 @@ record once they end (read through `waebench.run.record`), and the model's name 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from waebench.run.record import Status, find_run_dirs, read_config, read_metrics
@@ -21,6 +23,20 @@ MODEL_NAMES = {
     "SinkhornPenalty": "WAE-Sinkhorn",
     "W2GaussianPenalty": "WAE-W2",
 }
+
+
+@cache
+def model_name(target: str) -> str:
+    """The name of the model whose regularizer is `target`: a built-in's from MODEL_NAMES; a
+    class of your own by its `name` attribute when it sets one and imports here, else by the
+    class name."""
+    class_name = target.rsplit(".", 1)[-1]
+    if class_name in MODEL_NAMES:
+        return MODEL_NAMES[class_name]
+    try:
+        return str(vars(get_class(target)).get("name", class_name))
+    except Exception:  # not importable where the report runs
+        return class_name
 
 
 @dataclass
@@ -67,10 +83,13 @@ class Run:
     @property
     def model(self) -> str:
         regularizer = self.config["regularizer"]
-        target = str(regularizer["_target_"]).rsplit(".", 1)[-1]
-        if target == "W2GaussianPenalty" and regularizer.get("form") == "per_sample":
+        target = str(regularizer["_target_"])
+        if (
+            target.rsplit(".", 1)[-1] == "W2GaussianPenalty"
+            and regularizer.get("form") == "per_sample"
+        ):
             return "W-VAE"
-        return MODEL_NAMES.get(target, target)
+        return model_name(target)
 
 
 def find_runs(paths: list[str | Path]) -> list[Run]:

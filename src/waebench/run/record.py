@@ -9,7 +9,7 @@ Every writer and reader of a run folder goes through this module:
       checkpoints/       last.ckpt (for resuming), best.ckpt
       train.log, csv/metrics.csv, samples.png, reconstructions.png, figures/ ...
 
-`metrics.json`: `status` (a `Status`), `run_dir` (absolute), `epochs`, `global_step`,
+`metrics.json`: `status` (a `Status`), `run_dir` (absolute), `waebench_version`, `epochs`, `global_step`,
 `train`/`val`/`test` ({term: epoch mean}), `checkpoints`; `error` and `traceback` when it did
 not complete; `eval`, `eval_notes` or `eval_error` after the evaluation. A completed record is
 never overwritten by a later attempt, and a failed attempt keeps the progress of an earlier one
