@@ -125,8 +125,8 @@ def locate(name: str, roots: list[Path]) -> Path:
     raise DatasetNotFoundError(
         f"{name}: the IDX files were not found. Searched:\n{searched}\n"
         f"Expected these four files in one of those folders (gzip-compressed or not):\n{files}\n"
-        f"To get them, {HINTS[name]}; then pass dataset.root=/path/to/folder "
-        f"(or export {ENV_DIRS[name]}=/path/to/folder)."
+        f"To get them, {HINTS[name]}. Files elsewhere: dataset.root=/path/to/folder or "
+        f"export {ENV_DIRS[name]}=/path/to/folder."
     )
 
 
