@@ -23,16 +23,21 @@ quickstart: install
 	$(BIN)/waebench-train experiment=quickstart
 	@echo "Results: $$(ls -td outputs/train/runs/* | head -1)"
 
-# The comparison study (docs/study.md): 8 models x 3 seeds on Fashion-MNIST, then its page.
-# Extra overrides: make study STUDY_ARGS="launcher=gpus trainer.accelerator=gpu". A failed job
-# does not stop the page (it shows the failure); the exit status is the sweep's.
-STUDY_DIR ?= outputs/sweeps/fmnist_study
+# The comparison study (docs/study.md): 8 models x 3 seeds on Fashion-MNIST (make study
+# DATASET=mnist: on MNIST), then its page. Extra overrides: make study STUDY_ARGS="launcher=gpus
+# trainer.accelerator=gpu". A failed job does not stop the page (it shows the failure); the
+# exit status is the sweep's.
+DATASET ?= fashion_mnist
+STUDY := $(if $(filter fashion_mnist,$(DATASET)),fmnist_study,$(DATASET)_study)
+STUDY_DIR ?= outputs/sweeps/$(STUDY)
 STUDY_ARGS ?=
 study:
-	$(BIN)/waebench-train -m sweep=fmnist_study hydra.sweep.dir=$(STUDY_DIR) $(STUDY_ARGS); \
+	@test -f conf/sweep/$(STUDY).yaml || { echo "make study: DATASET=$(DATASET) has no study \
+	(conf/sweep/$(STUDY).yaml); use DATASET=fashion_mnist or DATASET=mnist" >&2; exit 2; }
+	$(BIN)/waebench-train -m sweep=$(STUDY) hydra.sweep.dir=$(STUDY_DIR) $(STUDY_ARGS); \
 	status=$$?; \
 	$(BIN)/waebench-report --page $(STUDY_DIR) --out $(STUDY_DIR)/page \
-		--command 'make study STUDY_ARGS="$(STUDY_ARGS)"' && exit $$status
+		--command 'make study DATASET=$(DATASET) STUDY_ARGS="$(STUDY_ARGS)"' && exit $$status
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

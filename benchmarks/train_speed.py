@@ -43,7 +43,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 from waebench.csv_log import ResumableCSVLogger
-from waebench.data.datamodule import DEBIAN_FASHION_MNIST
+from waebench.data.idx import DEBIAN_FASHION_MNIST
 from waebench.train import build_model, build_trainer
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"

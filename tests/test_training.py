@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import (
     CONFIG_DIR,
-    DEBIAN_FASHION_MNIST,
+    REAL_DATASETS,
     compose_train_config,
     crash_at,
     write_mnist_layout,
@@ -199,27 +199,29 @@ def test_wandb_logger_writes_an_offline_run_without_login(train_config, monkeypa
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
 
 
+MMD_BATCHES = {"fashion_mnist": 300, "mnist": 150}
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not DEBIAN_FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist"
-)
-def test_wae_mmd_matches_the_prior_better_than_the_ae_on_real_fashion_mnist(train_config):
-    """Short runs on the real Fashion-MNIST: the WAE's test codes are much closer to N(0, I)."""
+@pytest.mark.parametrize("dataset", REAL_DATASETS)
+def test_wae_mmd_matches_the_prior_better_than_the_ae_on_real_data(train_config, dataset):
+    """Short runs on the real Fashion-MNIST / MNIST: the WAE's test codes are much closer to
+    N(0, I) (measured: 0.018 against 0.558 at 300 batches; MNIST 0.053 against 0.622 at 150)."""
     latent_mmd = {}
     for regularizer in ("none", "mmd"):
         cfg = train_config(
             f"regularizer={regularizer}",
-            "dataset=fashion_mnist",
+            f"dataset={dataset}",
             "dataset.batch_size=100",
             "model.width=8",
             "trainer.max_epochs=1",
-            "trainer.limit_train_batches=300",
+            f"trainer.limit_train_batches={MMD_BATCHES[dataset]}",
             "trainer.limit_val_batches=2",
             run=regularizer,
         )
         train(cfg)
         model = load_model(cfg.paths.output_dir)
-        dm = ImageDataModule("fashion_mnist", 28, 1)
+        dm = ImageDataModule(dataset, 28, 1)
         dm.setup()
         codes = model.encode(dm.to_float(dm.splits["test"][0][:1000]))
         prior = model.prior.sample(1000, generator=torch.Generator().manual_seed(0))

@@ -22,20 +22,16 @@ import torch.nn.functional as F
 
 from waebench.config_check import ConfigValueError
 from waebench.data import celeba, digits, idx, image_folder, placement
+from waebench.data.download import DOWNLOADERS, ensure
 from waebench.data.loader import InMemoryBatches
 
 Splits = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
 
 def _load_idx(name: str) -> Callable[[ImageDataModule], Splits]:
     def load(dm: ImageDataModule) -> Splits:
-        roots = [Path(dm.root)] if dm.root else []
-        if name == "fashion_mnist":
-            roots.append(DEBIAN_FASHION_MNIST)
-        folder = idx.locate(name, roots)
-        return {split: idx.load_idx_split(folder, split) for split in ("train", "test")}
+        folder = idx.locate(name, idx.search_roots(name, dm.root))
+        return {split: idx.load_idx_split(name, folder, split) for split in ("train", "test")}
 
     return load
 
@@ -86,11 +82,19 @@ class ImageDataModule(L.LightningDataModule):
         on_device: str | bool = "auto",
         val_fraction: float = 0.1,  # image_folder: the split fractions
         test_fraction: float = 0.1,
+        download: bool = False,
     ) -> None:
         super().__init__()
         if name not in DATASETS:
             raise ValueError(
                 f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}"
+            )
+        if not isinstance(download, bool):
+            raise ValueError(f"dataset.download must be true or false, got {download!r}")
+        if download and (name not in DOWNLOADERS or not root):
+            raise ValueError(
+                f"dataset.download=true: only {' and '.join(DOWNLOADERS)} download their "
+                f"files, into dataset.root; {name}'s are placed by hand (README, 'Datasets')"
             )
         self.name, self.root = name, root
         self.image_size, self.channels = image_size, channels
@@ -100,12 +104,20 @@ class ImageDataModule(L.LightningDataModule):
         self.preprocess_workers = preprocess_workers
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.on_device = placement.parse_on_device(on_device)
+        self.download = download
         self.splits: Splits = {}
         self.device_splits: Splits = {}  # copies of `splits` on the training GPU, if there
+
+    def prepare_data(self) -> None:
+        """With `download`: fetch the files unless found (Lightning calls this on one process
+        per node before `setup` on all; `setup` calls it too, for use without a trainer)."""
+        if self.download:
+            ensure(self.name, Path(self.root))
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
+        self.prepare_data()
         splits = DATASETS[self.name](self)
         if "val" not in splits:
             images, labels = splits["train"]

@@ -10,3 +10,7 @@ class CorruptFileError(ValueError):
         return cls(
             f"{path}: {problem}. The file is damaged (an interrupted download or copy?): {fix}."
         )
+
+
+class DownloadError(RuntimeError):
+    """`dataset.download=true` could not fetch the files; nothing was written."""
