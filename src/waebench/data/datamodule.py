@@ -7,7 +7,8 @@ uint8 splits live on the device when they fit (`on_device`, see `placement`).
 
 Splits: the official test sets (CelebA: also its official validation set);
 elsewhere the validation set is `val_size` images drawn from the training set
-with `split_seed`, and the rest is the training set.
+with `split_seed`, and the rest is the training set. `pad` adds that many rows and
+columns of zeros on each side of every image, once (RAE's MNIST: 28x28 -> 32x32).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class ImageDataModule(L.LightningDataModule):
         shuffle_seed: int = 0,
         preprocess_workers: int = 0,
         on_device: str | bool = "auto",
+        pad: int = 0,
     ) -> None:
         super().__init__()
         if name not in DATASETS:
@@ -87,6 +89,7 @@ class ImageDataModule(L.LightningDataModule):
         self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
         self.preprocess_workers = preprocess_workers
         self.on_device = placement.parse_on_device(on_device)
+        self.pad = pad
         self.splits: Splits = {}
         self.device_splits: Splits = {}  # copies of `splits` on the training GPU, if there
 
@@ -109,6 +112,15 @@ class ImageDataModule(L.LightningDataModule):
                 (images[val], labels[val]),
             )
         for split, (images, _) in splits.items():
+            if self.pad:
+                images = F.pad(images, (self.pad,) * 4)
+                splits[split] = (images, splits[split][1])
+                if images.shape[-1] != self.image_size:
+                    raise ValueError(
+                        f"{self.name}: dataset.pad={self.pad} makes the images "
+                        f"{images.shape[-1]}x{images.shape[-1]}, but dataset.image_size="
+                        f"{self.image_size}; set dataset.image_size={images.shape[-1]}"
+                    )
             if images.shape[1:] != (self.channels, self.image_size, self.image_size):
                 splits[split] = (self._resize(images), splits[split][1])
         self.splits = splits

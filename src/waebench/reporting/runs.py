@@ -20,7 +20,11 @@ MODEL_NAMES = {
     "SlicedWassersteinPenalty": "WAE-SW",
     "SinkhornPenalty": "WAE-Sinkhorn",
     "W2GaussianPenalty": "WAE-W2",
+    "ConstantVarianceKL": "CV-VAE",
+    "RAEPenalty": "RAE",
 }
+# RAEPenalty's decoder regularizer -> its name in the RAE paper's tables.
+RAE_NAMES = {"l2": "RAE-L2", "gp": "RAE-GP"}
 
 
 @dataclass
@@ -70,6 +74,10 @@ class Run:
         target = str(regularizer["_target_"]).rsplit(".", 1)[-1]
         if target == "W2GaussianPenalty" and regularizer.get("form") == "per_sample":
             return "W-VAE"
+        if target == "RAEPenalty":
+            if regularizer.get("spectral_norm"):
+                return "RAE-SN"
+            return RAE_NAMES.get(regularizer.get("decoder_regularizer"), "RAE")
         return MODEL_NAMES.get(target, target)
 
 
