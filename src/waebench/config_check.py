@@ -100,6 +100,7 @@ RANGES: dict[str, Range] = {
     "regularizer.scaling": Range(False, 0.0, 1.0, low_open=True, high_open=True),
     "regularizer.decoder_weight": at_least(0.0, integer=False),
     "regularizer.encoder_std": positive(),
+    "regularizer.power_iterations": at_least(1),
     "trainer.max_epochs": at_least(-1, nullable=True),
     "trainer.max_steps": at_least(-1),
     "trainer.log_every_n_steps": at_least(1),

@@ -154,10 +154,10 @@ class ConvDecoder(nn.Module):
         return self.body(h)
 
 
-def spectral_normalise(network: nn.Module, option: str) -> int:
+def spectral_normalise(network: nn.Module, option: str, power_iterations: int = 1) -> int:
     """Reparametrise the weight W of every Linear and convolution layer of `network` as
-    W / sigma(W) (torch's spectral_norm: one power iteration per training forward), and
-    return how many layers were wrapped. sigma is the largest singular value of W reshaped
+    W / sigma(W) (torch's spectral_norm: `power_iterations` steps of the power method per
+    training forward, 1 as in the official code), and return how many layers were wrapped. sigma is the largest singular value of W reshaped
     to [W.shape[0], -1] (`dim=0` for every layer, transposed convolutions included): the
     matrix the official RAE code normalises (Keras' kernel reshaped to [-1, out]), not the
     norm of the convolution operator. Layers without a weight matrix (batch norm,
@@ -183,5 +183,5 @@ def spectral_normalise(network: nn.Module, option: str) -> int:
             f"wrap (it wraps {names}); remove the network from the option."
         )
     for layer in layers:
-        spectral_norm(layer, dim=0)
+        spectral_norm(layer, n_power_iterations=power_iterations, dim=0)
     return len(layers)

@@ -58,6 +58,7 @@ class RAEPenalty(LatentRegularizer):
         decoder_regularizer: str = "none",
         decoder_weight: float = 0.0,
         spectral_norm: list[str] | tuple[str, ...] = (),
+        power_iterations: int = 1,
         gaussian_encoder: bool = False,
     ) -> None:
         if decoder_regularizer not in DECODER_REGULARIZERS:
@@ -74,7 +75,7 @@ class RAEPenalty(LatentRegularizer):
         super().__init__(weight, gaussian_encoder)
         self.decoder_regularizer = decoder_regularizer
         self.decoder_weight = float(decoder_weight)
-        self.spectral_norm = tuple(spectral_norm)
+        self.spectral_norm, self.power_iterations = tuple(spectral_norm), int(power_iterations)
         self.has_decoder_penalty = decoder_regularizer != "none"
         self.differentiates_decoder_twice = decoder_regularizer == "gp"
 
@@ -85,7 +86,8 @@ class RAEPenalty(LatentRegularizer):
     def prepare_networks(self, encoder: nn.Module, decoder: nn.Module) -> None:
         networks = {"encoder": encoder, "decoder": decoder}
         for name in self.spectral_norm:
-            spectral_normalise(networks[name], f"regularizer.spectral_norm: the {name}")
+            option = f"regularizer.spectral_norm: the {name}"
+            spectral_normalise(networks[name], option, self.power_iterations)
 
     def decoder_penalty(
         self,
