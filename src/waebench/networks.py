@@ -156,13 +156,14 @@ class ConvDecoder(nn.Module):
 
 def spectral_normalise(network: nn.Module, option: str, power_iterations: int = 1) -> int:
     """Reparametrise the weight W of every Linear and convolution layer of `network` as
-    W / sigma(W) (torch's spectral_norm: `power_iterations` steps of the power method per
-    training forward, 1 as in the official code), and return how many layers were wrapped. sigma is the largest singular value of W reshaped
-    to [W.shape[0], -1] (`dim=0` for every layer, transposed convolutions included): the
-    matrix the official RAE code normalises (Keras' kernel reshaped to [-1, out]), not the
-    norm of the convolution operator. Layers without a weight matrix (batch norm,
-    activations) are left as they are. `option` names the setting in the errors: a network
-    with another layer that holds a weight matrix, or with no layer to wrap, is refused."""
+    W / sigma(W) with torch's spectral_norm (`power_iterations` steps of the power method per
+    training forward; 1 as in the official code), and return how many layers were wrapped.
+    sigma is the largest singular value of W reshaped to [W.shape[0], -1] (`dim=0` for every
+    layer, transposed convolutions included): the matrix the official RAE code normalises
+    (Keras' kernel reshaped to [-1, filters]), not the norm of the convolution operator.
+    Layers without a weight matrix (batch norm, activations) are left as they are. `option`
+    names the setting in the errors: a network with another layer that holds a weight
+    matrix, or with no layer to wrap, is refused."""
     names = ", ".join(t.__name__ for t in SPECTRAL_NORM_LAYERS)
     unsupported = [
         f"{name or '<network>'} ({type(module).__name__})"
