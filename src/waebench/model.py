@@ -2,22 +2,25 @@
 reconstruction cost and a pluggable latent regularizer.
 
     loss = reconstruction(x, G(z)) + weight * regularizer.penalty(codes, prior)
+           [+ decoder_weight * regularizer.decoder_penalty]   (training; RAE-L2, RAE-GP)
 
-AE, VAE, WAE-MMD and WAE-GAN differ only in the regularizer. Adversarial
-regularizers train with Lightning's manual optimization (two optimizers);
-the others use automatic optimization.
+AE, VAE, WAE-MMD, WAE-GAN and the RAEs differ only in the regularizer, which may also
+change the networks once when they are built (spectral normalisation, RAE-SN) and fix
+the encoder's variance (CV-VAE). Adversarial regularizers train with Lightning's manual
+optimization (two optimizers); the others use automatic optimization.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
 from waebench.callbacks import logs_this_step
 from waebench.fast import compile_with_fallback
@@ -72,12 +75,23 @@ class AutoEncoder(L.LightningModule):
         self.output_activation = OUTPUT_ACTIVATIONS[value_range]
         self.prior = GaussianPrior(latent_dim, prior_var)
         self.regularizer: LatentRegularizer = instantiate(regularizer)
-        code_size = latent_dim * (2 if self.regularizer.gaussian_encoder else 1)
+        if compile and self.regularizer.differentiates_decoder_twice:
+            raise ValueError(
+                f"model.compile=true cannot train {type(self.regularizer).__name__}: its "
+                f"decoder penalty differentiates through the decoder twice, which "
+                f"torch.compile does not support; set model.compile=false"
+            )
+        learned_variance = (
+            self.regularizer.gaussian_encoder and self.regularizer.encoder_std is None
+        )
+        code_size = latent_dim * (2 if learned_variance else 1)
         shape = {"image_size": image_size, "channels": channels, "width": width}
         self.encoder = instantiate(encoder, **shape, out_features=code_size)
         self.decoder = instantiate(decoder, **shape, latent_dim=latent_dim)
+        self.regularizer.prepare_networks(self.encoder, self.decoder)
         self.reconstruction = ReconstructionCost(**reconstruction)
         self.automatic_optimization = self.regularizer.adversary is None
+        check_lr_schedule(lr_schedule or {}, self.automatic_optimization)
         if channels_last:
             self.encoder.to(memory_format=torch.channels_last)
             self.decoder.to(memory_format=torch.channels_last)
@@ -92,11 +106,16 @@ class AutoEncoder(L.LightningModule):
     # ----- the Python API (images in the dataset's value range) -----
 
     def codes(self, x: torch.Tensor) -> Codes:
-        """Encode; Gaussian encoders sample z = mean + exp(log_var / 2) * eps."""
+        """Encode; Gaussian encoders sample z = mean + exp(log_var / 2) * eps (log_var is
+        2 log `encoder_std` where the regularizer fixes it)."""
         out = self.encoder(x)
         if not self.regularizer.gaussian_encoder:
             return Codes(z=out, mean=out)
-        mean, log_var = out.chunk(2, dim=1)
+        std = self.regularizer.encoder_std
+        if std is None:
+            mean, log_var = out.chunk(2, dim=1)
+        else:
+            mean, log_var = out, torch.full_like(out, 2 * math.log(std))
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if self.training else mean
         return Codes(z=z, mean=mean, log_var=log_var)
 
@@ -120,13 +139,26 @@ class AutoEncoder(L.LightningModule):
 
     # ----- training -----
 
+    def _generate(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z) in the data's range, differentiable (the decoder penalty's `generate`)."""
+        return self.output_activation(self.decoder(z))
+
     def loss_terms(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], Codes]:
+        """`loss`, `rec`, `penalty`; in training, with a decoder penalty, `decoder_penalty`
+        too (in the loss). Validation and test losses are rec + weight * penalty."""
         codes = self.codes(x)
         logits = self.decoder(codes.z)
-        rec = self.reconstruction(x, logits, self.output_activation(logits))
+        x_hat = self.output_activation(logits)
+        rec = self.reconstruction(x, logits, x_hat)
         penalty = self.regularizer(codes, self.prior)
-        loss = rec + self.regularizer.weight * penalty
-        return {"loss": loss, "rec": rec, "penalty": penalty}, codes
+        terms = {"loss": rec + self.regularizer.weight * penalty, "rec": rec, "penalty": penalty}
+        if self.training and self.regularizer.has_decoder_penalty:
+            decoder_penalty = self.regularizer.decoder_term(
+                self.decoder, self._generate, codes.z, x_hat
+            )
+            terms["loss"] = terms["loss"] + self.regularizer.decoder_weight * decoder_penalty
+            terms["decoder_penalty"] = decoder_penalty
+        return terms, codes
 
     def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
         """Record on the device whether `terms["loss"]` is finite, keeping the terms of the
@@ -331,14 +363,35 @@ class AutoEncoder(L.LightningModule):
         if adversary is not None:
             optimizer_cfg["lr"] = self.regularizer.adversary_lr
             optimizers.append(instantiate(optimizer_cfg, params=adversary.parameters()))
-        schedule = self.hparams.lr_schedule
-        if not schedule or not schedule.get("milestones"):
+        schedule = dict(self.hparams.lr_schedule or {})
+        plateau = schedule.pop("plateau", None)
+        if plateau:
+            scheduler = ReduceLROnPlateau(optimizers[0], mode="min", **plateau)
+            return optimizers, [{"scheduler": scheduler, "monitor": "val/loss"}]
+        if not schedule.get("milestones"):
             return optimizers
         schedulers = [
             {"scheduler": LambdaLR(opt, MilestoneDecay(**schedule)), "interval": "epoch"}
             for opt in optimizers
         ]
         return optimizers, schedulers
+
+
+def check_lr_schedule(schedule: dict[str, Any], automatic_optimization: bool) -> None:
+    """`plateau` (ReduceLROnPlateau on val/loss, once per epoch, as the RAE code) excludes
+    milestones, and needs automatic optimization (Lightning steps it)."""
+    if not schedule.get("plateau"):
+        return
+    if schedule.get("milestones"):
+        raise ValueError(
+            "model.lr_schedule: set either milestones (fixed decay) or plateau (decay on "
+            "val/loss), not both"
+        )
+    if not automatic_optimization:
+        raise ValueError(
+            "model.lr_schedule.plateau is not supported with an adversarial regularizer "
+            "(manual optimization); use model.lr_schedule.milestones"
+        )
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> AutoEncoder:

@@ -18,6 +18,8 @@ With `width` w (the paper: 128) and kernel k (the paper: 4 at 28x28, 5 at 64x64)
 
 The decoder returns logits; the caller applies the output activation that
 matches the data range (sigmoid for [0, 1], tanh for [-1, 1]).
+
+`spectral_normalise` wraps the layers of any network with spectral normalisation (RAE-SN).
 """
 
 from __future__ import annotations
@@ -27,10 +29,20 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 ENCODER_LAYERS = 4
 PADDINGS = ("same", "torch")
 PAPER_KERNEL_SIZE = {28: 4, 64: 5}
+SPECTRAL_NORM_LAYERS = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
 
 
 def paper_kernel_size(image_size: int) -> int:
@@ -140,3 +152,37 @@ class ConvDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.head(z).view(-1, self.start_channels, self.start_size, self.start_size)
         return self.body(h)
+
+
+def spectral_normalise(network: nn.Module, option: str, power_iterations: int = 1) -> int:
+    """Reparametrise the weight W of every Linear and convolution layer of `network` as
+    W / sigma(W) with torch's spectral_norm (`power_iterations` steps of the power method per
+    training forward; 1 as in the official code), and return how many layers were wrapped.
+    sigma is the largest singular value of W reshaped to [W.shape[0], -1] (`dim=0` for every
+    layer, transposed convolutions included): the matrix the official RAE code normalises
+    (Keras' kernel reshaped to [-1, filters]), not the norm of the convolution operator.
+    Layers without a weight matrix (batch norm, activations) are left as they are. `option`
+    names the setting in the errors: a network with another layer that holds a weight
+    matrix, or with no layer to wrap, is refused."""
+    names = ", ".join(t.__name__ for t in SPECTRAL_NORM_LAYERS)
+    unsupported = [
+        f"{name or '<network>'} ({type(module).__name__})"
+        for name, module in network.named_modules()
+        if not isinstance(module, SPECTRAL_NORM_LAYERS)
+        and any(p.ndim >= 2 for p in module.parameters(recurse=False))
+    ]
+    if unsupported:
+        raise ValueError(
+            f"{option} ({type(network).__name__}) has layers spectral normalisation cannot "
+            f"wrap: {', '.join(unsupported)}. It wraps {names}; remove the network from the "
+            f"option or use those layers."
+        )
+    layers = [m for m in network.modules() if isinstance(m, SPECTRAL_NORM_LAYERS)]
+    if not layers:
+        raise ValueError(
+            f"{option} ({type(network).__name__}) has no layer spectral normalisation can "
+            f"wrap (it wraps {names}); remove the network from the option."
+        )
+    for layer in layers:
+        spectral_norm(layer, n_power_iterations=power_iterations, dim=0)
+    return len(layers)

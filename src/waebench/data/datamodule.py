@@ -8,7 +8,8 @@ uint8 splits live on the device when they fit (`on_device`, see `placement`).
 Splits: the official test sets (CelebA: also its official validation set);
 image_folder: test and validation fractions of its files (`image_folder`);
 elsewhere the validation set is `val_size` images drawn from the training set
-with `split_seed`, and the rest is the training set.
+with `split_seed`, and the rest is the training set. `pad` adds that many rows and
+columns of zeros on each side of every image, once (RAE's MNIST: 28x28 -> 32x32).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class ImageDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,  # image_folder: the split fractions
         test_fraction: float = 0.1,
         download: bool = False,
+        pad: int = 0,
     ) -> None:
         super().__init__()
         if name not in DATASETS:
@@ -105,6 +107,7 @@ class ImageDataModule(L.LightningDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.on_device = placement.parse_on_device(on_device)
         self.download = download
+        self.pad = pad
         self.splits: Splits = {}
         self.device_splits: Splits = {}  # copies of `splits` on the training GPU, if there
 
@@ -134,6 +137,15 @@ class ImageDataModule(L.LightningDataModule):
                 (images[val], labels[val]),
             )
         for split, (images, _) in splits.items():
+            if self.pad:
+                images = F.pad(images, (self.pad,) * 4)
+                splits[split] = (images, splits[split][1])
+                if images.shape[-1] != self.image_size:
+                    raise ValueError(
+                        f"{self.name}: dataset.pad={self.pad} makes the images "
+                        f"{images.shape[-1]}x{images.shape[-1]}, but dataset.image_size="
+                        f"{self.image_size}; set dataset.image_size={images.shape[-1]}"
+                    )
             if images.shape[1:] != (self.channels, self.image_size, self.image_size):
                 splits[split] = (self._resize(images), splits[split][1])
         self.splits = splits

@@ -22,7 +22,11 @@ MODEL_NAMES = {
     "SlicedWassersteinPenalty": "WAE-SW",
     "SinkhornPenalty": "WAE-Sinkhorn",
     "W2GaussianPenalty": "WAE-W2",
+    "ConstantVarianceKL": "CV-VAE",
+    "RAEPenalty": "RAE",
 }
+# RAEPenalty's decoder regularizer -> its name in the RAE paper's tables.
+RAE_NAMES = {"l2": "RAE-L2", "gp": "RAE-GP"}
 
 
 @cache
@@ -89,6 +93,10 @@ class Run:
             and regularizer.get("form") == "per_sample"
         ):
             return "W-VAE"
+        if target.rsplit(".", 1)[-1] == "RAEPenalty":
+            if regularizer.get("spectral_norm"):
+                return "RAE-SN"
+            return RAE_NAMES.get(regularizer.get("decoder_regularizer"), "RAE")
         return model_name(target)
 
 
