@@ -203,9 +203,14 @@ def test_the_rae_table_stands_beside_our_ae_and_vae_in_the_columns_that_match(tm
     """RAE's N is the prior for the VAE, the fitted Gaussian for the AE, the second VAE for
     2sVAE (beside our VAE); REC, GMM and Interp map to their own keys."""
     paper_fid = {"extractor": "tf-inception (paper)", "num_real": 10000}
-    write_run(tmp_path, "ae", ["dataset=mnist", "regularizer=none"], completed())
-    write_run(tmp_path, "vae", ["dataset=mnist", "regularizer=kl"], completed())
+    ae_entries = {"fid/samples/gaussian": fid(60.0), "fid/samples/gmm": fid(20.0)}
+    write_run(tmp_path, "ae", ["dataset=mnist", "regularizer=none"], completed(**ae_entries))
+    vae_entries = {"fid/samples/prior": fid(30.0), "fid/samples/two_stage": fid(25.0)}
+    write_run(tmp_path, "vae", ["dataset=mnist", "regularizer=kl"], completed(**vae_entries))
     report([tmp_path], tmp_path / "out")
+    (ae,) = [r for r in ours(tmp_path / "out" / "mnist.csv") if r["model"] == "AE"]
+    fitted = column_for(list(ae), "FID samples (Gaussian fitted to the codes)", {"num_fake": 1000})
+    assert float(ae[f"{fitted} mean"]) == 60.0
     rows = {
         r["model"]: r for r in read_csv(tmp_path / "out" / "mnist.csv") if r["published_source"]
     }

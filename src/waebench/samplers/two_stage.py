@@ -26,7 +26,7 @@ from waebench.samplers.fitting import Standardized, adam_on_minibatches
 
 class SkipMLP(nn.Module):
     """`layers` ReLU layers of `hidden` units; the output layer sees their output and the
-    input (Dai & Wipf's second stage concatenates them), so the identity is one linear map."""
+    input (a skip path), so the identity is one linear map."""
 
     def __init__(self, features: int, hidden: int, layers: int, out_features: int) -> None:
         super().__init__()
