@@ -189,7 +189,7 @@ def surprises(table: Table) -> list[str]:
             if row is not baseline and cell is not None and cell.n and cell.mean >= ae.mean:
                 notes.append(
                     f"- {row.model} does not beat the AE on {title}: {format_cell(cell, row)} "
-                    f"vs {format_cell(ae, baseline)} (the AE{how})."
+                    f"vs {format_cell(ae, baseline)}{f' (the AE{how})' if how else ''}."
                 )
     return notes + ex_post_density_notes(table, baseline)
 
