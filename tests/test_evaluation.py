@@ -26,7 +26,7 @@ from waebench.eval import evaluate_checkpoint
 from waebench.evaluation import evaluate
 from waebench.evaluation.images import load_images
 from waebench.regularizers.mmd import PAPER_SCALES
-from waebench.samplers import GMMSampler, PriorSampler
+from waebench.samplers import PriorSampler
 from waebench.train import build_model, train
 
 # Classifier FID on few images, no Inception: seconds on a CPU.
@@ -67,7 +67,10 @@ def imq_mmd_reference(x: np.ndarray, y: np.ndarray, base: float) -> float:
 
 
 def test_evaluate_reports_every_metric_with_its_settings(tmp_path, cache_dir):
-    cfg = config(tmp_path, cache_dir, "eval.fid.gmm=true", "eval.kid=true", "eval.prc=true")
+    cfg = config(
+        tmp_path, cache_dir, "eval.samplers=[auto,gmm]", "eval.fid.interpolations=true",
+        "eval.kid=true", "eval.prc=true",
+    )  # fmt: skip
     model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
     results, notes = evaluate(model, datamodule, cfg.eval, tmp_path)
 
@@ -76,6 +79,7 @@ def test_evaluate_reports_every_metric_with_its_settings(tmp_path, cache_dir):
         ("samples/prior", 200),
         ("samples/gmm", 200),
         ("reconstructions", 200),
+        ("interpolations", 200),
     ):
         entry = results[f"fid/{source}{space}"]
         assert set(entry) == FID_SETTINGS and np.isfinite(entry["value"]) and entry["value"] > 0
@@ -116,20 +120,6 @@ def test_vae_evaluation_reports_the_kl_term(tmp_path, cache_dir):
     assert results["kl/test"]["value"] == pytest.approx(kl, rel=1e-5)
     assert results["latent_mmd/test"]["codes"] == "sampled"  # Q_Z, what the penalty matches
     assert results["latent_mmd_means/test"]["codes"] == "means"
-
-
-def test_gmm_sampler_fits_the_codes():
-    generator = torch.Generator().manual_seed(0)
-    centres = torch.tensor([[-5.0, 0.0], [5.0, 0.0]])
-    codes = centres[torch.randint(2, (2000,), generator=generator)]
-    codes = codes + 0.1 * torch.randn(2000, 2, generator=generator)
-    samples = GMMSampler(codes, n_components=2, seed=0).sample(1000, seed=1)
-    assert samples.shape == (1000, 2)
-    assert ((samples[:, 0].abs() - 5).abs() < 1).float().mean() > 0.99
-    assert 0.4 < (samples[:, 0] > 0).float().mean() < 0.6  # both modes, shuffled
-    assert (samples[:500, 0] > 0).float().mean() > 0.3
-    with pytest.raises(ValueError, match="eval.gmm_components"):
-        GMMSampler(codes[:5], n_components=10)
 
 
 def grid_size(rows: int, cols: int, image_size: int) -> tuple[int, int]:

@@ -91,6 +91,15 @@ def test_page_of_a_study_has_every_model_figure_and_number(study, page):
         assert f"]({name})" in text
         assert (page / name).stat().st_size > 1000
     assert "waebench-train " in text and "sweep=fmnist_study" in text
+    # The study's samplers, [auto, gmm]: the AE's N column is the Gaussian fitted to its codes.
+    for title in (
+        "| FID samples [",
+        "| FID samples (Gaussian fitted to the codes) [",
+        "| FID samples (GMM) [",
+    ):
+        assert title in text
+    ae = next(r for r in runs if r.model == "AE")
+    assert not [k for k in ae.metrics["eval"] if k.startswith("fid/samples/prior")]
     assert "regularizer._target_" in text  # a setting that differs between the rows
 
 
@@ -167,13 +176,19 @@ def test_chromium_loads_every_image_and_table_row(page, tmp_path):
 
 
 def write_run(
-    folder: Path, dataset: str, image_size: int, fid_num_fake: int, latent_codes: bool = True
+    folder: Path,
+    dataset: str,
+    image_size: int,
+    fid_num_fake: int,
+    latent_codes: bool = True,
+    evaluation: dict | None = None,
 ) -> Path:
     config = {
         "seed": 0,
         "dataset": {"name": dataset, "image_size": image_size, "channels": 1},
         "regularizer": {"_target_": "waebench.regularizers.MMDPenalty", "weight": 10.0},
         "model": {"latent_dim": 8},
+        "eval": evaluation or {"samplers": ["auto"]},
     }
     folder.mkdir(parents=True)
     OmegaConf.save(OmegaConf.create(config), folder / "config.yaml")
@@ -211,6 +226,16 @@ def test_a_latent_mmd_of_an_older_evaluation_is_not_mixed_with_new_ones(tmp_path
     check_comparable(find_runs([tmp_path]))  # all of one kind: one page
 
 
+def test_runs_that_ran_other_samplers_are_not_mixed_and_older_switches_are_read(tmp_path):
+    write_run(tmp_path / "new", "mnist", 28, 1000, evaluation={"samplers": ["prior", "gmm"]})
+    older = {"fid": {"prior": True, "gmm": True}, "gmm_components": 10}
+    write_run(tmp_path / "old", "mnist", 28, 1000, evaluation=older)
+    check_comparable(find_runs([tmp_path]))  # the same samplers, written two ways
+    write_run(tmp_path / "other", "mnist", 28, 1000, evaluation={"samplers": ["auto", "gmm"]})
+    with pytest.raises(MixedRunsError, match=r"eval.samplers: \['prior', 'gmm'\] in new, old"):
+        check_comparable(find_runs([tmp_path]))
+
+
 def test_surprises_name_each_model_that_does_not_beat_the_ae():
     settings = (("extractor", "classifier-x"), ("num_fake", 100), ("num_real", 100), ("real", "t"))
     mmd, prior = Column("latent_mmd/test"), Column("fid/samples/prior", settings)
@@ -226,6 +251,14 @@ def test_surprises_name_each_model_that_does_not_beat_the_ae():
     assert [
         n for n in surprises(Table("x", [ae, wae, vae], [mmd, prior, gmm])) if "mixture" in n
     ] == []
+    # An AE evaluated today has no prior samples: its N column is its fitted Gaussian.
+    fitted = Column("fid/samples/gaussian", settings)
+    ae.cells = {mmd: Cell([0.5]), fitted: Cell([50.0])}
+    (note,) = [n for n in surprises(Table("x", [ae, wae, vae], [mmd, prior, fitted])) if "FID" in n]
+    assert note.startswith("- VAE does not beat the AE on FID samples [")
+    assert note.endswith(
+        "100 (n=1) vs 50 (n=1) (the AE, samples of the Gaussian fitted to its codes)."
+    )
 
 
 def test_interpolation_pairs_are_fixed_distinct_and_of_two_classes():

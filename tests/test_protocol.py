@@ -148,7 +148,7 @@ def test_paper_experiments_use_the_official_protocol(tmp_path):
         assert cfg.model.e_pretrain.enabled and cfg.model.e_pretrain.sample_size == sample_size
         assert cfg.model.encoder.padding == "same"
     sweep = compose_train_config(tmp_path / "sweep", ["sweep=wae_paper_table"])
-    assert sweep.eval.fid.gmm
+    assert list(sweep.eval.samplers) == ["auto", "gmm"]
 
 
 GAN_STEPS = {"fashion_mnist": 300, "mnist": 150}

@@ -53,6 +53,11 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def ours(path: Path) -> list[dict[str, str]]:
+    """The CSV's rows of our runs (published rows, e.g. RAE's MNIST table, left out)."""
+    return [r for r in read_csv(path) if not r["published_source"]]
+
+
 def column_for(header: list[str], title: str, settings: dict) -> str:
     """The one CSV column (without its ' mean' suffix) of this metric with these settings."""
     names = {h.rsplit(" ", 1)[0] for h in header if h.endswith(" mean")}
@@ -148,7 +153,7 @@ def test_fid_with_other_settings_gets_its_own_column(tmp_path):
     write_run(tmp_path, "d", [*mnist, "seed=3"],
               completed(**{"fid/samples/prior": fid(50.0, extractor="inception-v3-compat")}))  # fmt: skip
     report([tmp_path], tmp_path / "out")
-    (row,) = read_csv(tmp_path / "out" / "mnist.csv")
+    (row,) = ours(tmp_path / "out" / "mnist.csv")
     header = list(row)
     a = column_for(header, "FID samples", {"extractor": "classifier-mnist", "num_fake": 1000})
     b = column_for(header, "FID samples", {"extractor": "classifier-mnist", "num_fake": 10000})
@@ -165,7 +170,7 @@ def test_a_latent_mmd_of_an_older_evaluation_gets_its_own_column(tmp_path):
     write_run(tmp_path, "a", [*vae, "seed=0"], completed(**{"latent_mmd/test": sampled}))
     write_run(tmp_path, "b", [*vae, "seed=1"], completed(**{"latent_mmd/test": {"value": 0.5}}))
     report([tmp_path], tmp_path / "out")
-    (row,) = read_csv(tmp_path / "out" / "mnist.csv")
+    (row,) = ours(tmp_path / "out" / "mnist.csv")
     assert (float(row["latent MMD mean"]), row["latent MMD n"]) == (0.02, "1")
     (older,) = [
         h for h in row if h.startswith("latent MMD [codes=unrecorded") and h.endswith(" mean")
@@ -175,24 +180,55 @@ def test_a_latent_mmd_of_an_older_evaluation_gets_its_own_column(tmp_path):
 
 def test_published_numbers_stand_beside_ours_in_their_own_column(tmp_path):
     celeba = ["dataset=celeba", "regularizer=mmd", "regularizer.weight=100"]
-    ours = {"fid/samples/prior": fid(70.0, "inception-v3-compat", 10000)}
-    write_run(tmp_path, "a", celeba, completed(**ours))
-    write_run(tmp_path, "b", ["dataset=mnist", "regularizer=mmd"], completed(**ours))
+    entries = {"fid/samples/prior": fid(70.0, "inception-v3-compat", 10000)}
+    write_run(tmp_path, "a", celeba, completed(**entries))
     report([tmp_path], tmp_path / "out")
     rows = read_csv(tmp_path / "out" / "celeba.csv")
     assert [(r["model"], r["published_source"]) for r in rows] == [
-        ("WAE-MMD", ""), ("WAE-MMD", "Tolstikhin et al. 2018, Table 1")
+        ("WAE-MMD", ""), ("WAE-MMD", "Tolstikhin et al. 2018, Table 1"),
+        ("WAE (WAE-MMD)", "Ghosh et al. 2020, Table 1"),
     ]  # fmt: skip
-    published = column_for(list(rows[0]), "published FID samples", {"num_fake": 10000})
+    wae_paper = column_for(list(rows[0]), "published FID samples", {"num_real": "not stated"})
+    rae_paper = column_for(list(rows[0]), "published FID samples", {"num_real": 10000})
     ours_column = column_for(list(rows[0]), "FID samples", {"extractor": "inception-v3-compat"})
-    assert (rows[0][f"{published} mean"], float(rows[0][f"{ours_column} mean"])) == ("", 70.0)
-    assert (float(rows[1][f"{published} mean"]), rows[1][f"{ours_column} mean"]) == (55.0, "")
-    (mnist,) = read_csv(tmp_path / "out" / "mnist.csv")  # no published MNIST FID in the paper
-    assert mnist["published_source"] == "" and not any("published FID" in k for k in mnist)
-    assert (
-        "WAE-MMD (published: Tolstikhin et al. 2018, Table 1)"
-        in (tmp_path / "out" / "report.md").read_text()
-    )
+    assert (rows[0][f"{wae_paper} mean"], float(rows[0][f"{ours_column} mean"])) == ("", 70.0)
+    assert (float(rows[1][f"{wae_paper} mean"]), rows[1][f"{ours_column} mean"]) == (55.0, "")
+    assert (float(rows[2][f"{rae_paper} mean"]), rows[2][f"{wae_paper} mean"]) == (53.67, "")
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "WAE-MMD (published: Tolstikhin et al. 2018, Table 1)" in markdown
+    assert "WAE (WAE-MMD) (published: Ghosh et al. 2020, Table 1)" in markdown
+
+
+def test_the_rae_table_stands_beside_our_ae_and_vae_in_the_columns_that_match(tmp_path):
+    """RAE's N is the prior for the VAE, the fitted Gaussian for the AE, the second VAE for
+    2sVAE (beside our VAE); REC, GMM and Interp map to their own keys."""
+    paper_fid = {"extractor": "tf-inception (paper)", "num_real": 10000}
+    ae_entries = {"fid/samples/gaussian": fid(60.0), "fid/samples/gmm": fid(20.0)}
+    write_run(tmp_path, "ae", ["dataset=mnist", "regularizer=none"], completed(**ae_entries))
+    vae_entries = {"fid/samples/prior": fid(30.0), "fid/samples/two_stage": fid(25.0)}
+    write_run(tmp_path, "vae", ["dataset=mnist", "regularizer=kl"], completed(**vae_entries))
+    report([tmp_path], tmp_path / "out")
+    (ae,) = [r for r in ours(tmp_path / "out" / "mnist.csv") if r["model"] == "AE"]
+    fitted = column_for(list(ae), "FID samples (Gaussian fitted to the codes)", {"num_fake": 1000})
+    assert float(ae[f"{fitted} mean"]) == 60.0
+    rows = {
+        r["model"]: r for r in read_csv(tmp_path / "out" / "mnist.csv") if r["published_source"]
+    }
+    assert set(rows) == {"AE", "VAE", "2sVAE (VAE, two-stage sampler)"}
+    header = list(rows["AE"])
+
+    def published(title: str, model: str) -> str:
+        return rows[model][f"{column_for(header, f'published {title}', paper_fid)} mean"]
+
+    assert published("FID reconstructions", "AE") == "12.95"
+    assert published("FID samples (Gaussian fitted to the codes)", "AE") == "58.73"
+    assert published("FID samples (GMM)", "AE") == "10.66"
+    assert published("FID interpolations", "AE") == "17.12"
+    assert published("FID samples", "AE") == ""  # the AE has no prior
+    assert published("FID samples", "VAE") == "19.21"
+    assert published("FID samples (two-stage VAE)", "2sVAE (VAE, two-stage sampler)") == "18.81"
+    assert published("FID samples (GMM)", "2sVAE (VAE, two-stage sampler)") == ""  # "-"
+    assert all(r["runs_total"] == "" for r in rows.values())  # never counted as our runs
 
 
 def test_failed_and_unfinished_runs_are_listed_with_their_errors(tmp_path):

@@ -7,7 +7,9 @@ refuses every bad value at once with its key, the value and the valid range, e.g
 
 Defaults live in the YAML files only; this module holds the ranges alone. A key that a
 config does not have (another regularizer's option) is skipped. Choices (regularizer
-kernels, reconstruction names, ...) are checked by the classes that own the lists.
+kernels, reconstruction names, ...) are checked by the classes that own the lists; the
+evaluation's samplers (`eval.samplers`, which run only after training) by
+`waebench.samplers.problems`, called from here.
 """
 
 from __future__ import annotations
@@ -113,7 +115,18 @@ RANGES: dict[str, Range] = {
     "eval.classifier.num_samples": at_least(2),
     "eval.classifier.num_real": at_least(2, nullable=True),
     "eval.classifier.train_steps": at_least(1),
-    "eval.gmm_components": at_least(1),
+    "eval.sampler.gmm.n_components": at_least(1),
+    "eval.sampler.two_stage.hidden": at_least(1),
+    "eval.sampler.two_stage.layers": at_least(1),
+    "eval.sampler.two_stage.steps": at_least(1),
+    "eval.sampler.two_stage.batch_size": at_least(2),
+    "eval.sampler.two_stage.lr": positive(),
+    "eval.sampler.two_stage.kl_warmup": Range(False, 0.0, 1.0),
+    "eval.sampler.flow.transforms": at_least(1),
+    "eval.sampler.flow.hidden": at_least(1),
+    "eval.sampler.flow.steps": at_least(1),
+    "eval.sampler.flow.batch_size": at_least(1),
+    "eval.sampler.flow.lr": positive(),
     "eval.latent_mmd_codes": at_least(2),
 }
 
@@ -128,9 +141,29 @@ def problems(cfg: DictConfig) -> list[str]:
     return found
 
 
+def sampler_problems(cfg: DictConfig) -> list[str]:
+    """What is wrong with `eval.samplers` for the config's regularizer (none known in a
+    `waebench-eval` config: the model's is checked when it is loaded)."""
+    from hydra.utils import get_class
+
+    from waebench import samplers
+
+    names = OmegaConf.select(cfg, "eval.samplers", default=_ABSENT, throw_on_missing=False)
+    if names is _ABSENT:
+        return []
+    target = OmegaConf.select(cfg, "regularizer._target_", default=None)
+    regularizer = None if target is None else get_class(target)
+    return samplers.problems(
+        OmegaConf.to_object(names) if OmegaConf.is_config(names) else names,
+        None if regularizer is None else regularizer.uses_prior,
+        "" if regularizer is None else f"`{regularizer.name}` ({regularizer.__name__})",
+    )
+
+
 def check_config(cfg: DictConfig) -> None:
-    """Raise ConfigValueError naming every value of `cfg` outside its valid range."""
-    found = problems(cfg)
+    """Raise ConfigValueError naming every value of `cfg` outside its valid range, and every
+    problem of its evaluation samplers."""
+    found = problems(cfg) + sampler_problems(cfg)
     if found:
         lines = "\n".join(f"  {p}" for p in found)
         raise ConfigValueError(f"invalid config value{'s' * (len(found) > 1)}:\n{lines}")

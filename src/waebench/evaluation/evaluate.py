@@ -1,5 +1,6 @@
-"""Evaluate a trained model: FID of prior samples, GMM samples and test
-reconstructions in each feature space, test reconstruction error, latent MMD,
+"""Evaluate a trained model: FID of the decoded samples of each sampler (the prior,
+laws fitted to the training codes), of test reconstructions and of decoded
+interpolations in each feature space, test reconstruction error, latent MMD,
 KL (VAEs), and the figures. Settings are the `eval` config group
 (conf/eval/default.yaml); results are the flat `eval` dict of metrics.json:
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from waebench import samplers
 from waebench.evaluation import classifier, figures
 from waebench.evaluation.fid import (
     INCEPTION,
@@ -32,7 +34,7 @@ from waebench.evaluation.fid import (
 )
 from waebench.evaluation.metrics import latent_mmd_entries, mean_kl, reconstruction_errors
 from waebench.run.record import write_metrics
-from waebench.samplers import GMMSampler, PriorSampler
+from waebench.samplers import PriorSampler
 
 log = logging.getLogger(__name__)
 
@@ -107,24 +109,79 @@ def encode_images(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([model.encode(b.to(model.device)).cpu() for b in x.split(batch_size)])
 
 
+@torch.no_grad()
+def encode_split(model, datamodule, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Codes (means for Gaussian encoders) of uint8 `images`, made floats 10,000 at a time
+    (CelebA's training split is 8 GB as floats)."""
+    return torch.cat(
+        [encode_images(model, datamodule.to_float(b), batch_size) for b in images.split(10_000)]
+    )
+
+
+def configured_samplers(settings) -> list[str]:
+    """`eval.samplers` of an evaluation config (a mapping); one from before that list
+    (switches `fid.prior`, `fid.gmm`) gives the samplers it ran."""
+    if "samplers" in settings:
+        return list(settings["samplers"])
+    fid = settings.get("fid") or {}
+    return [name for name in ("prior", "gmm") if fid.get(name, name == "prior")]
+
+
+def sampler_settings(settings) -> dict:
+    """`eval.sampler` of an evaluation config; an older one's `gmm_components` for the GMM."""
+    if "sampler" in settings:
+        return settings["sampler"]
+    return {"gmm": {"n_components": settings.get("gmm_components", 10)}}
+
+
+def check_samplers(model, settings) -> None:
+    """Refuse `eval.samplers` that this model cannot run (see `waebench.samplers.problems`)."""
+    regularizer = type(model.regularizer)
+    found = samplers.problems(
+        configured_samplers(settings),
+        regularizer.uses_prior,
+        f"`{regularizer.name}` ({regularizer.__name__})",
+    )
+    if found:
+        raise ValueError("\n".join(found))
+
+
+def midpoints(codes: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """(z_a + z_b) / 2 for `count` random pairs a != b of `codes`: the Interp column of Ghosh
+    et al. 2020 (their code: the midpoints of 10,000 random pairs of held-out codes)."""
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randint(len(codes), (count,), generator=generator)
+    b = (a + torch.randint(1, len(codes), (count,), generator=generator)) % len(codes)
+    return (codes[a] + codes[b]) / 2
+
+
 def generated_images(model, datamodule, settings, count: int) -> dict[str, torch.Tensor]:
-    """uint8 images per FID input: `samples/prior`, `samples/gmm`, `reconstructions`."""
+    """uint8 images per FID input: `samples/<sampler>` for each of `eval.samplers`,
+    `reconstructions` and `interpolations` (when on)."""
     decode = partial(
         decode_codes, batch_size=settings.batch_size, value_range=datamodule.value_range
     )
     batch, seed, images = settings.batch_size, settings.seed, {}
-    if settings.fid.prior:
-        images["samples/prior"] = decode(model, PriorSampler(model.prior).sample(count, seed))
-    if settings.fid.gmm:
-        train = datamodule.splits["train"][0]  # floats batch by batch: CelebA is 8 GB as floats
-        codes = torch.cat(
-            [encode_images(model, datamodule.to_float(b), batch) for b in train.split(10_000)]
-        )
-        sampler = GMMSampler(codes, settings.gmm_components, seed)
-        images["samples/gmm"] = decode(model, sampler.sample(count, seed))
-    if settings.fid.reconstructions:
-        test = datamodule.splits[settings.split][0][:count]
-        images["reconstructions"] = reconstruct_images(model, datamodule, test, batch)
+    train_codes: list[torch.Tensor] = []  # encoded once, for the first sampler fitted to them
+
+    def codes() -> torch.Tensor:
+        if not train_codes:
+            train_codes.append(
+                encode_split(model, datamodule, datamodule.splits["train"][0], batch)
+            )
+        return train_codes[0]
+
+    names = samplers.resolve(configured_samplers(settings), model.regularizer.uses_prior)
+    for name in names:
+        sampler = samplers.build(name, sampler_settings(settings), model.prior, codes, seed)
+        images[f"samples/{name}"] = decode(model, sampler.sample(count, seed))
+    fid = settings.get("fid", {})
+    test = datamodule.splits[settings.split][0]
+    if fid.get("reconstructions", False):
+        images["reconstructions"] = reconstruct_images(model, datamodule, test[:count], batch)
+    if fid.get("interpolations", False):
+        test_codes = encode_split(model, datamodule, test, batch)
+        images["interpolations"] = decode(model, midpoints(test_codes, count, seed))
     return images
 
 
@@ -251,6 +308,7 @@ def evaluate(model, datamodule, settings, run_dir: str | Path, loggers=()) -> tu
     """All metrics (the `eval` dict) and notes on what was skipped; figures go to `run_dir`
     and, with their values, to the loggers that take images (wandb)."""
     run_dir = Path(run_dir)
+    check_samplers(model, settings)
     model = model.to(resolve_device(settings.device)).eval()
     datamodule.setup()
     if settings.split not in datamodule.splits:
@@ -276,8 +334,11 @@ def evaluate(model, datamodule, settings, run_dir: str | Path, loggers=()) -> tu
 def evaluate_into_metrics(model, datamodule, settings, metrics: dict, loggers=()) -> dict:
     """Evaluate and write `metrics.json` in `metrics["run_dir"]` with `eval` (and
     `eval_notes`) added. A failure is recorded as `eval_error`, with the command that
-    re-runs the evaluation alone; the training results (and an earlier `eval`) stay."""
+    re-runs the evaluation alone; the training results (and an earlier `eval`) stay.
+    Samplers this model cannot run raise ValueError before anything is written (training
+    refuses them before it starts: `config_check`)."""
     run_dir = Path(metrics["run_dir"])
+    check_samplers(model, settings)  # before anything is computed or written
     try:
         results, notes = evaluate(model, datamodule, settings, run_dir, loggers)
     except Exception as error:

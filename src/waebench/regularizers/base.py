@@ -5,7 +5,10 @@ D_Z(Q_Z, P_Z) (WAE), the KL term (VAE) or nothing (AE). A regularizer also
 says whether the encoder is Gaussian (outputs a mean and a log-variance and
 codes are sampled with the reparameterisation trick) or deterministic.
 Adversarial regularizers (WAE-GAN) carry an `adversary` network trained with
-its own optimizer on `adversary_loss`.
+its own optimizer on `adversary_loss`. `uses_prior` says whether the penalty pulls
+the codes toward the prior P_Z: false for the plain AE (and the RAE family, whose
+penalties ignore P_Z), whose samples the evaluation draws from laws fitted to the
+codes instead (waebench.samplers).
 
 Two hooks reach past the codes, for the regularizers that act on the networks too
 (RAE, Ghosh et al. 2020): `prepare_networks` changes the fresh encoder and decoder once,
@@ -41,6 +44,7 @@ class Codes:
 
 class LatentRegularizer(nn.Module):
     name: str = "base"
+    uses_prior: bool = True  # the penalty pulls the codes toward P_Z
     encoder_std: float | None = None  # a constant encoder standard deviation (CV-VAE)
     decoder_weight: float = 0.0  # lambda of `decoder_penalty`
     has_decoder_penalty: bool = False  # whether `decoder_penalty` is added to the loss
@@ -95,9 +99,10 @@ class LatentRegularizer(nn.Module):
 
 
 class NoRegularizer(LatentRegularizer):
-    """Plain auto-encoder: no penalty."""
+    """Plain auto-encoder: no penalty, so no prior its codes follow."""
 
     name = "none"
+    uses_prior = False
 
     def __init__(self, weight: float = 0.0, gaussian_encoder: bool = False) -> None:
         super().__init__(weight, gaussian_encoder)

@@ -51,6 +51,7 @@ def output_gradient_penalty(z: torch.Tensor, x_hat: torch.Tensor) -> torch.Tenso
 
 class RAEPenalty(LatentRegularizer):
     name = "rae"
+    uses_prior = False  # the code penalty only bounds the codes: no P_Z to sample (RAE's N: a fitted Gaussian)
 
     def __init__(
         self,

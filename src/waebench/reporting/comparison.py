@@ -2,7 +2,8 @@
 evaluation code (so runs that finished before the page existed get them too).
 
 Every figure uses the same test images for every model, chosen by `seed`: reconstructions
-of N images, interpolations between K pairs, 2-D maps of M codes, prior (and GMM) samples.
+of N images, interpolations between K pairs, 2-D maps of M codes, the samples of each of the
+evaluation's samplers (the prior, the laws fitted to the training codes).
 A model without a usable checkpoint keeps its row, which says why.
 """
 
@@ -23,8 +24,14 @@ from joblib import Parallel, delayed  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from waebench import samplers  # noqa: E402
 from waebench.evaluation import figures  # noqa: E402
-from waebench.evaluation.evaluate import encode_images, generated_images  # noqa: E402
+from waebench.evaluation.evaluate import (  # noqa: E402
+    configured_samplers,
+    encode_images,
+    generated_images,
+    sampler_settings,
+)
 from waebench.evaluation.fid import to_uint8  # noqa: E402
 from waebench.model import load_model  # noqa: E402
 from waebench.reporting.runs import Run  # noqa: E402
@@ -216,22 +223,39 @@ def map_figure(panels, labels, method: str, dataset: str, seed: int, path: Path)
     return path
 
 
+SAMPLER_LABELS = {
+    "prior": "prior",
+    "gaussian": "Gaussian fit",
+    "gmm": "GMM",
+    "two_stage": "two-stage VAE",
+    "flow": "flow",
+}
+
+
 @torch.no_grad()
 def samples(entries, datamodule, settings: FigureSettings, path: Path) -> Path:
-    """Each model's decoded prior samples and, where its evaluation fitted one, GMM samples:
-    the evaluation's own sampler and seed (`generated_images`), the first n images."""
+    """Each model's decoded samples of each sampler its evaluation ran (its prior, or for a
+    model without one the Gaussian fitted to its codes, and the ex-post samplers): the
+    evaluation's own samplers, settings and seed (`generated_images`), the first n images."""
     rows = []
     for e in entries:
         if e.model is None:
             rows.append((e.label, None))
             continue
-        eval_settings = OmegaConf.create(e.run.config["eval"])
-        eval_settings.fid.reconstructions = False
-        eval_settings.fid.prior = True
+        run_eval = OmegaConf.create(e.run.config["eval"])
+        eval_settings = OmegaConf.create(
+            {
+                "samplers": configured_samplers(run_eval) or [samplers.AUTO],
+                "sampler": sampler_settings(run_eval),
+                "batch_size": run_eval.batch_size,
+                "seed": run_eval.seed,
+                "split": run_eval.split,
+            }
+        )
         made = generated_images(e.model, datamodule, eval_settings, settings.n_images)
-        rows.append((f"{e.label}: prior", made["samples/prior"]))
-        if "samples/gmm" in made:
-            rows.append((f"{e.label}: GMM", made["samples/gmm"]))
+        for source, images in made.items():
+            name = source.removeprefix("samples/")
+            rows.append((f"{e.label}: {SAMPLER_LABELS.get(name, name)}", images))
     return figures.labelled_rows(rows, path, settings.n_images)
 
 

@@ -1,5 +1,7 @@
 """One figure per dataset: a metric per model with error bars (std over seeds), and one
-sample grid (`samples.png` of the model's first completed run) per model, side by side."""
+sample grid (`samples.png` of the model's first completed run) per model, side by side.
+The metric is the FID of samples: the prior's, or for a model without a prior (AE, RAE)
+that of the Gaussian fitted to its codes (RAE's N column), hatched."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 
-from waebench.reporting.table import Column, Table  # noqa: E402
+from waebench.reporting.table import Cell, Column, Row, Table  # noqa: E402
 
 
 def plotted_column(table: Table) -> Column | None:
@@ -23,6 +25,19 @@ def plotted_column(table: Table) -> Column | None:
         if column.metric.startswith("fid/samples"):
             return column
     return filled[0] if filled else None
+
+
+def plotted_cells(table: Table, column: Column) -> list[tuple[Row, Cell, bool]]:
+    """(row, its cell, whether it is the fitted Gaussian's) for the rows with a value; a row
+    without prior samples shows its fitted Gaussian's FID with the same settings."""
+    fitted = Column("fid/samples/gaussian", column.settings)
+    out = []
+    for row in (r for r in table.rows if not r.source):
+        if column in row.cells:
+            out.append((row, row.cells[column], False))
+        elif column.metric == "fid/samples/prior" and fitted in row.cells:
+            out.append((row, row.cells[fitted], True))
+    return out
 
 
 def write_figure(table: Table, path: Path) -> Path:
@@ -47,13 +62,20 @@ def write_figure(table: Table, path: Path) -> Path:
     fig = plt.figure(figsize=(max(6.0, 2.6 * n), 6.5))
     chart = fig.add_subplot(2, 1, 1)
     if column is not None:
-        rows = [r for r in ours if column in r.cells]
-        means = [r.cells[column].mean for r in rows]
-        stds = [0.0 if math.isnan(r.cells[column].std) else r.cells[column].std for r in rows]
-        chart.bar(range(len(rows)), means, yerr=stds, capsize=4, color="tab:blue")
-        chart.set_xticks(range(len(rows)), [r.label for r in rows], fontsize=7)
+        plotted = plotted_cells(table, column)
+        means = [cell.mean for _, cell, _ in plotted]
+        stds = [0.0 if math.isnan(cell.std) else cell.std for _, cell, _ in plotted]
+        bars = chart.bar(range(len(plotted)), means, yerr=stds, capsize=4, color="tab:blue")
+        for bar, (_, _, fitted) in zip(bars, plotted, strict=True):
+            bar.set_hatch("//" if fitted else "")
+        chart.set_xticks(range(len(plotted)), [r.label for r, _, _ in plotted], fontsize=7)
         chart.set_ylabel(column.title.split(" [")[0])
-        chart.set_xlabel(textwrap.fill(column.title, 110), fontsize=7)
+        title = column.title
+        if any(fitted for _, _, fitted in plotted):
+            title += (
+                "; hatched: a model without a prior, samples of the Gaussian fitted to its codes"
+            )
+        chart.set_xlabel(textwrap.fill(title, 110), fontsize=7)
     else:
         chart.text(0.5, 0.5, "no completed run", ha="center", va="center")
     chart.set_title(f"{table.dataset}: mean ± std over seeds")

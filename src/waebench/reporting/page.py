@@ -15,6 +15,7 @@ from pathlib import Path
 
 import markdown
 
+from waebench.evaluation.evaluate import configured_samplers, sampler_settings
 from waebench.reporting import comparison, provenance
 from waebench.reporting.render import format_cell, markdown_rows, runs_done
 from waebench.reporting.runs import Run
@@ -22,13 +23,14 @@ from waebench.reporting.table import NOT_MODEL_KEYS, Cell, Column, Row, Table, b
 from waebench.run.record import flatten
 
 # Settings that must agree between all runs of one page: what the images are, and how FID
-# was computed (per FID entry of metrics.json, extractor and sample counts are checked too).
+# was computed (per FID entry of metrics.json, extractor and sample counts are checked too);
+# and the samplers the evaluations ran, with their settings (`sampler_settings_of`).
 SAME_ON_A_PAGE = (
     "dataset.name", "dataset.image_size", "dataset.channels", "dataset.value_range",
     "eval.split", "eval.seed", "eval.inception.enabled", "eval.inception.num_samples",
     "eval.inception.num_real", "eval.classifier.enabled", "eval.classifier.num_samples",
-    "eval.classifier.num_real", "eval.classifier.train_steps", "eval.fid.prior", "eval.fid.gmm",
-    "eval.fid.reconstructions", "eval.gmm_components", "eval.latent_mmd_codes",
+    "eval.classifier.num_real", "eval.classifier.train_steps", "eval.fid.reconstructions",
+    "eval.fid.interpolations", "eval.latent_mmd_codes",
 )  # fmt: skip
 # The loss table: (where in metrics.json, title, lower is better across models).
 LOSS_COLUMNS = (
@@ -43,13 +45,28 @@ class MixedRunsError(ValueError):
     """Runs that cannot share a page (another dataset, image size or FID setting)."""
 
 
+def page_settings(run: Run) -> dict[str, object]:
+    """The run's values of SAME_ON_A_PAGE, its evaluation's samplers (as configured: `auto`
+    is the same setting for every model) and those samplers' settings."""
+    flat = flatten(run.config)
+    values: dict[str, object] = {key: flat.get(key) for key in SAME_ON_A_PAGE}
+    evaluation = run.config.get("eval") or {}
+    names = configured_samplers(evaluation)
+    values["eval.samplers"] = names
+    for name, section in dict(sampler_settings(evaluation)).items():
+        if name in names:
+            values[f"eval.sampler.{name}"] = dict(section or {})
+    return values
+
+
 def check_comparable(runs: list[Run]) -> None:
     """Raise MixedRunsError listing every setting in which the runs differ."""
     problems = []
-    for key in SAME_ON_A_PAGE:
+    per_run = [page_settings(run) for run in runs]
+    for key in dict.fromkeys(k for values in per_run for k in values):
         values: dict[str, list[str]] = {}
-        for run in runs:
-            values.setdefault(repr(flatten(run.config).get(key)), []).append(run.run_dir.name)
+        for run, settings in zip(runs, per_run, strict=True):
+            values.setdefault(repr(settings.get(key)), []).append(run.run_dir.name)
         if len(values) > 1:
             problems.append(
                 f"{key}: " + "; ".join(f"{v} in {', '.join(r)}" for v, r in values.items())
@@ -148,16 +165,23 @@ def fid_table(table: Table) -> list[str]:
 
 def surprises(table: Table) -> list[str]:
     """Where a regularized model does not beat the plain AE (mean over seeds) on latent MMD
-    or on the FID of prior samples: the comparisons the regularizers exist to win."""
+    or on the FID of its prior samples: the comparisons the regularizers exist to win. The
+    AE's samples are those of its N column: its prior in older evaluations, else the
+    Gaussian fitted to its codes (an AE has no prior)."""
     ours = [r for r in table.rows if not r.source]
     baseline = next((r for r in ours if r.model == "AE"), None)
     if baseline is None:
         return []
-    checks = [(Column("latent_mmd/test"), "latent MMD")]
-    checks += [(c, c.title) for c in fid_columns(table) if c.metric == "fid/samples/prior"]
+    mmd = Column("latent_mmd/test")
+    checks = [(mmd, mmd, "latent MMD", "")]
+    for prior in (c for c in fid_columns(table) if c.metric == "fid/samples/prior"):
+        fitted = Column("fid/samples/gaussian", prior.settings)
+        ae_column = prior if baseline.cells.get(prior, Cell()).n else fitted
+        how = "" if ae_column is prior else ", samples of the Gaussian fitted to its codes"
+        checks.append((prior, ae_column, prior.title, how))
     notes = []
-    for column, title in checks:
-        ae = baseline.cells.get(column)
+    for column, ae_column, title, how in checks:
+        ae = baseline.cells.get(ae_column)
         if ae is None or not ae.n:
             continue
         for row in ours:
@@ -165,7 +189,7 @@ def surprises(table: Table) -> list[str]:
             if row is not baseline and cell is not None and cell.n and cell.mean >= ae.mean:
                 notes.append(
                     f"- {row.model} does not beat the AE on {title}: {format_cell(cell, row)} "
-                    f"vs {format_cell(ae, baseline)}."
+                    f"vs {format_cell(ae, baseline)}{f' (the AE{how})' if how else ''}."
                 )
     return notes + ex_post_density_notes(table, baseline)
 
@@ -264,9 +288,11 @@ def figure_sections(rows, out_dir: Path, settings: comparison.FigureSettings) ->
         ),
         *section(
             "Samples",
-            f"{n} decoded prior samples per model and, where the evaluation fitted one "
-            "(eval.fid.gmm), samples of the Gaussian mixture fitted to the training codes: the "
-            "evaluation's sampler and seed, so these are the first images its FID scored.",
+            f"{n} decoded samples per model of each sampler its evaluation ran "
+            "(eval.samplers): its prior, or for a model without one (the AE) the Gaussian "
+            "fitted to its training codes, and the ex-post samplers (GMM, two-stage VAE, flow) "
+            "fitted to them; the evaluation's samplers, settings and seed, so these are the "
+            "first images its FIDs scored.",
             [comparison.samples(entries, datamodule, settings, out_dir / "samples.png")],
         ),
         *section(
@@ -305,7 +331,7 @@ def page_markdown(runs, table, out_dir, settings, command: str, started: float) 
     out += ["", "## What surprised us", ""]
     if not any(r.model == "AE" and not r.source for r in table.rows):
         notes = notes or ["- No plain AE (`regularizer=none`) among these runs to compare with."]
-    out += notes or ["- Every regularized model beats the AE on latent MMD and prior-sample FID."]
+    out += notes or ["- Every regularized model beats the AE on latent MMD and on the FID of its samples."]
     out += figure_sections(rows, out_dir, settings)
     out += ["", "## Failed and unfinished runs", ""]
     failed = [r for r in runs if r.status != "completed"]

@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from waebench.reporting.published import PUBLISHED, PublishedValue
+from waebench.reporting.published import PUBLISHED
 from waebench.reporting.runs import Run
 from waebench.run.record import NOT_MODEL_KEYS, Status, flatten
 
@@ -28,10 +28,15 @@ OTHER_COLUMNS = (
 UNRECORDED_CODES = (
     ("codes", "unrecorded: an older evaluation, on the means of a Gaussian encoder"),
 )
+# FID columns, in table order: one per sampler of `eval.samplers`, then the other image sets.
 FID_TITLES = {
     "fid/samples/prior": "FID samples",
+    "fid/samples/gaussian": "FID samples (Gaussian fitted to the codes)",
     "fid/samples/gmm": "FID samples (GMM)",
+    "fid/samples/two_stage": "FID samples (two-stage VAE)",
+    "fid/samples/flow": "FID samples (flow)",
     "fid/reconstructions": "FID reconstructions",
+    "fid/interpolations": "FID interpolations",
 }
 
 
@@ -171,16 +176,17 @@ def build_tables(runs: list[Run]) -> list[Table]:
 
 
 def published_rows(dataset: str, models: set[str]) -> list[Row]:
-    rows = []
+    """One row per published model of `dataset` that stands beside one of ours (`models`),
+    with all its numbers from that source."""
+    rows: dict[tuple[str, str], Row] = {}
     for value in PUBLISHED:
         if value.dataset == dataset and value.model in models:
-            rows.append(published_row(value))
-    return rows
-
-
-def published_row(value: PublishedValue) -> Row:
-    column = Column(value.metric, value.settings, published=True)
-    return Row(value.model, {}, cells={column: Cell([value.value])}, source=value.source)
+            row = rows.setdefault(
+                (value.source, value.label), Row(value.label, {}, source=value.source)
+            )
+            column = Column(value.metric, value.settings, published=True)
+            row.cells[column] = Cell([value.value])
+    return list(rows.values())
 
 
 def ordered_columns(rows: list[Row]) -> list[Column]:
