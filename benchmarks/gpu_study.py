@@ -96,6 +96,7 @@ TINY_OPTIONS = (
 ASSUMED = {"page_s": 90.0, "eval_s": 60.0, "extra_fid_set_s": 5.0}
 PACK_S = 10.0  # archives and results
 MARGIN_S = 20.0  # kill grace and what the estimates miss
+TINY_DEFAULTS = {"models": "2", "max_seeds": 1, "max_epochs": 2}  # unless given
 TINY_PAGE_OPTIONS = ("--no-tsne", "--points", "300")
 TSNE_MAX_PAGE_S = 60.0  # a calibration page slower than this: the study's page without t-SNE
 KILL_GRACE_S = 8.0
@@ -205,6 +206,12 @@ def study_overrides(sweep: Sweep, args, work: Path) -> list[str]:
     if root:
         out.append(f"dataset.root={root}")
     return out
+
+
+def one_job(overrides: list[str], model: str) -> list[str]:
+    """The overrides of one job of the sweep (`model`), as Hydra's compose takes them."""
+    kept = [o for o in overrides if not o.startswith(("hydra.", "launcher=", "regularizer="))]
+    return [*kept, f"regularizer={model}"]
 
 
 def job_env(args, work: Path) -> dict[str, str]:
@@ -540,8 +547,7 @@ def time_fid_pass(sweep: Sweep, args, work: Path, deadline: float) -> float | No
     """Seconds of one feature pass over the jobs' FID sample count in the first feature
     space (Inception; --tiny: the classifier's): half of the FID of the test split against
     itself, which also caches the real side for the jobs."""
-    overrides = [o for o in study_overrides(sweep, args, work) if not o.startswith("hydra.")]
-    overrides = [o for o in overrides if o != "launcher=gpus"]
+    overrides = one_job(study_overrides(sweep, args, work), sweep.models[0])
     path = work / "inception_time.json"
     path.unlink(missing_ok=True)
     argv = [sys.executable, str(Path(__file__).resolve()), "_time-fid", str(path), *overrides]
@@ -719,13 +725,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=REPO / ".gpu" / "work")
     parser.add_argument("--budget", type=float, help="seconds of wall time (480; prepare 150)")
     parser.add_argument("--sweeps", default=DEFAULT_SWEEPS, help="in priority order")
-    parser.add_argument("--models", default="8", help="the first N of each sweep, or names")
-    parser.add_argument("--max-seeds", type=int, default=3, help="of each sweep's seeds")
+    parser.add_argument("--models", help="the first N of each sweep, or names (default 8)")
+    parser.add_argument("--max-seeds", type=int, help="of each sweep's seeds (default 3)")
     parser.add_argument("--max-epochs", type=int, help="default: the protocol's (100)")
     parser.add_argument("--compile", action="store_true", help="model.compile=true (unmeasured)")
     parser.add_argument("--no-tests", dest="tests", action="store_false", help="prepare: skip")
     parser.add_argument("--tiny", action="store_true", help="CPU, tiny nets: checks the code")
     args = parser.parse_args(argv)
+    defaults = TINY_DEFAULTS if args.tiny else {"models": "8", "max_seeds": 3}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     args.budget = args.budget or (480.0 if args.command == "run" else 150.0)
     for folder in (args.out, args.work):
         folder.mkdir(parents=True, exist_ok=True)
