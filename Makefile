@@ -45,8 +45,10 @@ benchmark: install
 
 # What the GPU study's two device calls carry (docs/gpu.md): wheels, datasets, FID weights
 # in the git-ignored .gpu-bundle/; then each call's size is checked against the 64 MiB.
+# MNIST_DIR: a folder with MNIST's four IDX files (default: $$WAEBENCH_MNIST_DIR or data/mnist).
+MNIST_DIR ?=
 gpu-bundle: install
-	$(BIN)/python benchmarks/gpu_bundle.py build
+	$(BIN)/python benchmarks/gpu_bundle.py build $(if $(MNIST_DIR),--mnist $(MNIST_DIR),)
 	$(BIN)/python benchmarks/gpu_calls.py
 
 clean:

@@ -156,7 +156,7 @@ def split_point(weights: int, call1: int, call2: int, room: int) -> int | None:
     the same room for a growing checkout), or None when the two cannot hold it all."""
     if call1 + call2 + weights > 2 * room:
         return None
-    return min(max(0, (call2 + weights - call1) // 2), room - call1, weights)
+    return min(max(0, (call2 + weights - call1) // 2), weights)
 
 
 def folder_size(folder: Path) -> int:
@@ -179,7 +179,12 @@ def build(args) -> None:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
     if args.wheels:
-        wheels = fetch_wheels(args.bundle / "cache" / "wheels")
+        if args.wheels_from:
+            wheels = sorted(args.wheels_from.glob("*.whl"))
+            if not wheels:
+                raise SystemExit(f"gpu_bundle: no wheels in {args.wheels_from}")
+        else:
+            wheels = fetch_wheels(args.bundle / "cache" / "wheels")
         (call1 / "wheels").mkdir()
         for wheel in wheels:
             shutil.copyfile(wheel, call1 / "wheels" / wheel.name)
@@ -257,7 +262,7 @@ def unpack(call_dir: Path, target: Path = UNPACKED, python: str | None = None) -
     assembled = target / weights["file"]
     if missing and not assembled.is_file():
         print(f"gpu_bundle: Inception weights incomplete, still missing: {', '.join(missing)}")
-    elif not missing:
+    elif weights["parts"] and not missing:
         blob = b"".join((parts / p["file"]).read_bytes() for p in weights["parts"])
         data = unshuffle_bytes(zlib.decompress(blob), weights["size"])
         if hashlib.sha256(data).hexdigest() != weights["sha256"]:
@@ -285,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     env_mnist = os.environ.get("WAEBENCH_MNIST_DIR")
     make.add_argument("--mnist", type=Path, default=Path(env_mnist or REPO / "data" / "mnist"))
     make.add_argument("--no-wheels", dest="wheels", action="store_false", help="no pip")
+    make.add_argument("--wheels-from", type=Path, help="take the wheels from here, no pip")
     make.add_argument("--margin-mib", type=float, default=1.0, help="kept free in each call")
     take = sub.add_parser("unpack", help="install what a call brought (on the device)")
     take.add_argument("call_dir", type=Path)

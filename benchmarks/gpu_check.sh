@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu_check.sh STAGE OUTDIR [--tiny]
 #     prepare the GPU study's first call: its 8 jobs timed at once for 2 epochs, the page
-#             timed, the quick gpu tests (benchmarks/gpu_study.py prepare; 150 s)
+#             timed, the quick gpu tests (benchmarks/gpu_study.py prepare; 200 s)
 #     study   the GPU study: 8 models, the paper's nets and MNIST protocol, as many epochs
 #             (<= 100) as fit, 10,000-sample Inception FIDs, the page (gpu_study.py run; 480 s)
 #     tests   python3 -m pytest -m gpu (the gpu-marked tests)

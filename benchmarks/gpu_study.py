@@ -96,7 +96,9 @@ TINY_OPTIONS = (
 ASSUMED = {"page_s": 90.0, "eval_s": 60.0, "extra_fid_set_s": 5.0}
 PACK_S = 10.0  # archives and results
 MARGIN_S = 20.0  # kill grace and what the estimates miss
-TINY_DEFAULTS = {"models": "2", "max_seeds": 1, "max_epochs": 2}  # unless given
+# --tiny unless given: 2 models, 2 epochs standing for the protocol's 100, budgets a busy CPU
+# keeps (the deadline is tested on its own).
+TINY_DEFAULTS = {"models": "2", "max_seeds": 1, "max_epochs": 2, "budget": 900.0}
 TINY_PAGE_OPTIONS = ("--no-tsne", "--points", "300")
 TSNE_MAX_PAGE_S = 60.0  # a calibration page slower than this: the study's page without t-SNE
 KILL_GRACE_S = 8.0
@@ -492,7 +494,8 @@ def page(runs: Path, out_dir: Path, deadline: float, args, tsne: bool, command: 
 
 
 def prepare(args) -> int:
-    """Calibrate, time the page on the calibration's runs, then the quick `gpu` tests."""
+    """Calibrate, time the page on the calibration's runs, then, in the time left, the quick
+    `gpu` tests and the paper networks' step against a plain PyTorch loop (train_speed.py)."""
     deadline = started_at() + args.budget
     out, work = args.out, args.work
     results = out / "results.jsonl"
@@ -502,9 +505,12 @@ def prepare(args) -> int:
         f"{CALIBRATION_EPOCHS} epochs")  # fmt: skip
     ok = True
     try:
-        calibration = calibrate(sweep, args, work, deadline - 45, evaluate=True)
-        timed = page(Path(calibration["runs"]), work / "calibration" / "page", deadline - 30,
-                     args, True, "gpu_study.py prepare (page timing)")  # fmt: skip
+        calibration = calibrate(sweep, args, work, deadline - 70, evaluate=True)
+        if args.tiny:  # a CPU's page time means nothing; `run` draws its page the same way
+            timed = {"exit_code": 0, "wall_s": None, "skipped": "--tiny"}
+        else:
+            timed = page(Path(calibration["runs"]), work / "calibration" / "page", deadline - 20,
+                         args, True, "gpu_study.py prepare (page timing)")  # fmt: skip
         calibration["page_s"] = timed["wall_s"] if timed["exit_code"] == 0 else None
         calibration["page"] = timed
         (work / "calibration.json").write_text(json.dumps(calibration, indent=1))
@@ -513,7 +519,7 @@ def prepare(args) -> int:
         log(f"calibration: epoch {calibration['epoch_s']:.1f} s with {len(sweep.models)} jobs "
             f"sharing, start-up {calibration['startup_s']:.1f} s, evaluation "
             f"{calibration['eval_s']} s, page {calibration['page_s']} s")  # fmt: skip
-        ok = calibration["wave"]["exit_code"] == 0 and calibration["page_s"] is not None
+        ok = calibration["wave"]["exit_code"] == 0 and timed["exit_code"] == 0
     except Exception as error:  # the tests and the archive still run
         ok = False
         log(f"calibration failed: {type(error).__name__}: {error}")
@@ -528,6 +534,14 @@ def prepare(args) -> int:
         append_row(results, {"stage": "prepare", "kind": "gpu_tests", **tests,
                              "summary": summary[0] if summary else ""})  # fmt: skip
         ok = ok and tests["exit_code"] in (0, 5)  # 5: nothing ran (no GPU: every test skipped)
+    if not args.tiny and time.time() < deadline - 40:  # the ratio to a plain PyTorch loop
+        speed = work / "train_speed.json"
+        argv = [sys.executable, str(BENCHMARKS / "train_speed.py"), "--device", "cuda",
+                "--nets", "paper", "--precision", "bf16-mixed", "--repeats", "1",
+                "--json", str(speed)]  # fmt: skip
+        result = run_until(argv, deadline - 5, work / "train_speed.log", env)
+        for row in (read_json(speed) or []) if result["exit_code"] == 0 else []:
+            append_row(results, {"stage": "prepare", "kind": "train_speed", **row})
     problems = check_returned(out)
     for problem in problems:
         log(f"will not come back: {problem}")
@@ -566,7 +580,9 @@ def time_fid(path: Path, overrides: list[str]) -> None:
     from waebench.evaluation.evaluate import feature_spaces
     from waebench.evaluation.fid import RealImages, fidelity_metrics
 
-    cfg = compose(overrides)
+    # paths.data_dir's default asks Hydra's runtime, which a composed config has not.
+    data_dir = os.environ.get("WAEBENCH_DATA_DIR", str(REPO / "data"))
+    cfg = compose([*overrides, f"paths.data_dir={data_dir}"])
     settings = cfg.eval
     datamodule = instantiate(cfg.dataset)
     datamodule.setup()
@@ -723,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["prepare", "run"])
     parser.add_argument("--out", type=Path, required=True, help="the files that come back")
     parser.add_argument("--work", type=Path, default=REPO / ".gpu" / "work")
-    parser.add_argument("--budget", type=float, help="seconds of wall time (480; prepare 150)")
+    parser.add_argument("--budget", type=float, help="seconds of wall time (480; prepare 200)")
     parser.add_argument("--sweeps", default=DEFAULT_SWEEPS, help="in priority order")
     parser.add_argument("--models", help="the first N of each sweep, or names (default 8)")
     parser.add_argument("--max-seeds", type=int, help="of each sweep's seeds (default 3)")
@@ -736,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.budget = args.budget or (480.0 if args.command == "run" else 150.0)
+    args.budget = args.budget or (480.0 if args.command == "run" else 200.0)
     for folder in (args.out, args.work):
         folder.mkdir(parents=True, exist_ok=True)
     args.out, args.work = args.out.resolve(), args.work.resolve()
