@@ -27,7 +27,8 @@ A hard deadline stops the jobs in time for the page and the archives, whatever h
 OUT receives (at most 8 files, each checked to be under 16 MiB, folders flat): results.jsonl
 (one JSON object per line: the plan, every run, every wave, the summary), runs.tar.gz (each
 run's metrics.json, config.yaml, overrides, CSV log, logs and timings; no checkpoints),
-page.tar.gz (each dataset's page and figures) and study.log; `prepare`: calibration.json,
+page.tar.gz (each dataset's page and figures) and study.log; `prepare`: results.jsonl (the
+calibration, the gpu tests' summary, train_speed.py's rows), calibration.json,
 calibration_runs.tar.gz, tests.log and prepare.log. Runs, checkpoints and the FID cache stay
 in --work (default .gpu/work, git-ignored, kept between warm calls on the device machine).
 """
@@ -35,6 +36,7 @@ in --work (default .gpu/work, git-ignored, kept between warm calls on the device
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -274,22 +276,24 @@ def read_json(path: Path) -> dict | None:
 
 
 def job_timing(run_dir: Path, launched: float) -> dict | None:
-    """A job's times from its step_times.json (StepTimer) and launcher.json, or None."""
+    """A job's times from its step_times.json (StepTimer) and launcher.json, or None. A job
+    stopped before the end of training counts its epochs up to the last one started."""
     timer, launcher = read_json(run_dir / "step_times.json"), read_json(run_dir / "launcher.json")
-    if not timer or not timer.get("epoch_starts") or "train_end" not in timer:
+    starts = (timer or {}).get("epoch_starts", [])
+    ended = "train_end" in (timer or {})
+    if not starts or not (ended or len(starts) > 1):
         return None
-    starts, end = timer["epoch_starts"], timer["train_end"]
-    durations = [b - a for a, b in zip(starts, [*starts[1:], end], strict=True)]
+    marks = [*starts, timer["train_end"]] if ended else starts
     out = {
         "run": run_dir.name,
         "startup_s": starts[0] - launched,
-        "epoch_s": durations,
-        "train_span": [starts[0], end],
-        "last_epoch": [starts[-1], end],
+        "epoch_s": [b - a for a, b in itertools.pairwise(marks)],
+        "train_span": [marks[0], marks[-1]],
+        "last_epoch": marks[-2:],
         "steps_per_epoch": timer.get("steps_per_epoch"),
     }
-    if launcher and "ended" in launcher:
-        out["eval_s"] = launcher["ended"] - end  # validation, test, evaluation, exit
+    if ended and launcher and "ended" in launcher:
+        out["eval_s"] = launcher["ended"] - marks[-1]  # validation, test, evaluation, exit
     return out
 
 

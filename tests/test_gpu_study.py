@@ -4,6 +4,7 @@ to the epochs used, the hard deadline, and the archives that come back."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tarfile
@@ -96,6 +97,24 @@ def test_an_epoch_timed_while_jobs_were_missing_is_scaled_to_all_of_them_sharing
     assert timing["epoch_s"] == pytest.approx(max(10 * 2 / 1.5, 20 * 2 / 1.0))
     assert (timing["startup_s"], timing["eval_s"]) == (22, 35)
     assert timing["jobs_training_during_timed_epoch"] == 1.0
+
+
+def test_a_jobs_timing_comes_from_its_timer_and_launcher_records(tmp_path):
+    run = tmp_path / "regularizer=mmd"
+    run.mkdir()
+    (run / "launcher.json").write_text(json.dumps({"started": 100.0, "ended": 190.0}))
+    timer = {"epoch_starts": [110.0, 130.0], "train_end": 148.0, "steps_per_epoch": 550}
+    (run / "step_times.json").write_text(json.dumps(timer))
+    timing = gpu_study.job_timing(run, launched=99.0)
+    assert timing["startup_s"] == 11.0 and timing["epoch_s"] == [20.0, 18.0]
+    assert timing["last_epoch"] == [130.0, 148.0] and timing["eval_s"] == 42.0
+    # Stopped by the deadline in its third epoch: the two finished epochs, no evaluation.
+    del timer["train_end"]
+    (run / "step_times.json").write_text(json.dumps({**timer, "epoch_starts": [110, 130, 150]}))
+    stopped = gpu_study.job_timing(run, launched=99.0)
+    assert stopped["epoch_s"] == [20, 20] and "eval_s" not in stopped
+    (run / "step_times.json").write_text(json.dumps({**timer, "epoch_starts": [110]}))
+    assert gpu_study.job_timing(run, launched=99.0) is None  # not one epoch finished
 
 
 def test_the_deadline_stops_the_whole_process_group_in_time(tmp_path):
