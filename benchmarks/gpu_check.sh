@@ -2,22 +2,31 @@
 # The GPU checks of docs/gpu.md, in stages that each fit in a 10-minute command:
 #
 #   bash benchmarks/gpu_check.sh STAGE OUTDIR [--tiny]
+#     prepare the GPU study's first call: its 8 jobs timed at once for 2 epochs, the page
+#             timed, the quick gpu tests (benchmarks/gpu_study.py prepare; 200 s)
+#     study   the GPU study: 8 models, the paper's nets and MNIST protocol, as many epochs
+#             (<= 100) as fit, 10,000-sample Inception FIDs, the page (gpu_study.py run; 480 s)
 #     tests   python3 -m pytest -m gpu (the gpu-marked tests)
 #     bench   train_speed.py --nets paper (fp32, bf16), jobs per GPU K=1,2,4,8, the CelebA nets
 #             on synthetic data in CelebA's layout, paper_budget.py from those numbers
 #     fid     the 10,000-sample Inception FID, timed in parts (fid_speed.py)
 #     paper   WAE-MMD on Fashion-MNIST with the MNIST paper protocol (100 epochs) and the
 #             10,000-sample Inception FID; resumes where a killed attempt stopped
-#     all     every stage above, in that order
+#     all     tests, bench, fid, paper, in that order (about 30 minutes: not one device call)
 #
 # Every stage appends JSON lines to OUTDIR/results.jsonl; logs go to OUTDIR/<stage>.log.
 # A failed stage does not stop the next; the script exits 1 when any stage failed, and 2,
 # before running anything, when the fid or paper stage would lack the Inception weights.
-# It installs nothing: hydra-core, omegaconf, torch-fidelity, ... must be importable already.
-# Environment:
-#   WAEBENCH_INCEPTION_WEIGHTS   the FID Inception weights file (no download on the machine)
-#   WAEBENCH_FASHION_MNIST_DIR   a folder with Fashion-MNIST's four IDX .gz files
-#                                (default: /usr/share/datasets/fashion-mnist)
+# It installs nothing: hydra-core, omegaconf, torch-fidelity, ... must be importable already
+# (.gpu/site, where `gpu_bundle.py unpack` installs the bundle's wheels, is on PYTHONPATH).
+# Environment (the defaults in .gpu/ are what `gpu_bundle.py unpack` puts there):
+#   WAEBENCH_INCEPTION_WEIGHTS   the FID Inception weights file (no download on the machine;
+#                                default: .gpu/inception.pth when there)
+#   WAEBENCH_FASHION_MNIST_DIR   a folder with Fashion-MNIST's four IDX .gz files (default:
+#                                .gpu/data/fashion_mnist, else /usr/share/datasets/fashion-mnist)
+#   WAEBENCH_MNIST_DIR           MNIST's four IDX files (default: .gpu/data/mnist when there)
+#   STUDY_ARGS                   extra gpu_study.py options for prepare and study,
+#                                e.g. "--models 4" or "--compile" or "--budget 400"
 #   PYTHON                       the interpreter (default python3)
 #   PAPER_OVERRIDES              extra waebench-train overrides for the paper stage,
 #                                e.g. "trainer.precision=bf16-mixed trainer.benchmark=true"
@@ -25,8 +34,9 @@
 # runs end to end on a machine without a GPU (its numbers mean nothing).
 set -euo pipefail
 
-STAGE=${1:?usage: gpu_check.sh tests|bench|fid|paper|all OUTDIR [--tiny]}
-OUTDIR=${2:?usage: gpu_check.sh tests|bench|fid|paper|all OUTDIR [--tiny]}
+USAGE="usage: gpu_check.sh prepare|study|tests|bench|fid|paper|all OUTDIR [--tiny]"
+STAGE=${1:?$USAGE}
+OUTDIR=${2:?$USAGE}
 TINY=${WAEBENCH_GPU_CHECK_TINY:-0}
 [[ "${3:-}" == "--tiny" ]] && TINY=1
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,12 +44,22 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
 RESULTS=$OUTDIR/results.jsonl
-export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 WANDB_MODE=offline
+BUNDLE=$REPO/.gpu
+SITE=$([[ -d "$BUNDLE/site" ]] && echo ":$BUNDLE/site" || true)
+export PYTHONPATH="$REPO/src$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 WANDB_MODE=offline
 export WAEBENCH_CACHE_DIR=$OUTDIR/cache
-FASHION=${WAEBENCH_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+[[ -z "${WAEBENCH_INCEPTION_WEIGHTS:-}" && -f "$BUNDLE/inception.pth" ]] &&
+  export WAEBENCH_INCEPTION_WEIGHTS=$BUNDLE/inception.pth
+[[ -z "${WAEBENCH_MNIST_DIR:-}" && -d "$BUNDLE/data/mnist" ]] &&
+  export WAEBENCH_MNIST_DIR=$BUNDLE/data/mnist
+FASHION=${WAEBENCH_FASHION_MNIST_DIR:-}
+[[ -z "$FASHION" && -d "$BUNDLE/data/fashion_mnist" ]] && FASHION=$BUNDLE/data/fashion_mnist
+export WAEBENCH_FASHION_MNIST_DIR=${FASHION:-/usr/share/datasets/fashion-mnist}
 DATA=$OUTDIR/data
-mkdir -p "$DATA"
-ln -sfn "$FASHION" "$DATA/fashion_mnist"
+link_data() {  # paths.data_dir of the bench, fid and paper stages
+  mkdir -p "$DATA"
+  ln -sfn "$WAEBENCH_FASHION_MNIST_DIR" "$DATA/fashion_mnist"
+}
 cd "$REPO"
 
 if [[ "$TINY" == 1 ]]; then
@@ -51,6 +71,7 @@ if [[ "$TINY" == 1 ]]; then
   CELEBA=(--images 250 --warmup 1 --steps 2 model.width=8)
   TRAIN_SPEED=(--device cpu --steps 5 --warmup 2 --repeats 1)
   FID_N=200
+  STUDY=(--tiny)
 else
   DEVICE=cuda ACCEL=gpu
   PAPER=()
@@ -59,6 +80,7 @@ else
   CELEBA=()
   TRAIN_SPEED=(--device cuda --nets paper)
   FID_N=10000
+  STUDY=()
 fi
 
 FAILED=()
@@ -86,6 +108,15 @@ machine() {
   "$PY" -c 'import torch, os; print(torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores")'
 }
 
+stage_study() {  # stage_study prepare|run LOG: benchmarks/gpu_study.py, its log beside
+  local rc=0
+  # shellcheck disable=SC2086
+  "$PY" benchmarks/gpu_study.py "$1" --out "$OUTDIR" "${STUDY[@]}" ${STUDY_ARGS:-} 2>&1 |
+    tee -a "$OUTDIR/$2" || rc=$?
+  [[ "$rc" != 0 ]] && FAILED+=("$1")
+  return 0
+}
+
 stage_tests() {
   local log=$OUTDIR/tests.log rc=0
   "$PY" -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra --strict-markers" \
@@ -95,6 +126,7 @@ stage_tests() {
 
 stage_bench() {
   local rc
+  link_data
   # train_speed.py writes a JSON list; each row goes to the results file as one line.
   rc=0; "$PY" benchmarks/train_speed.py "${TRAIN_SPEED[@]}" --json "$OUTDIR/train_speed.json" \
     2>&1 | tee "$OUTDIR/train_speed.log" || rc=$?
@@ -127,6 +159,7 @@ budget() {  # paper_budget.py from every speed measured so far (train_speed, Cel
 
 stage_fid() {
   local rc=0
+  link_data
   "$PY" benchmarks/fid_speed.py --num-images "$FID_N" --device "$DEVICE" \
     --data-dir "$DATA" --cache-dir "$OUTDIR/fid_cache" --json "$RESULTS" \
     2>&1 | tee "$OUTDIR/fid.log" || rc=$?
@@ -136,6 +169,7 @@ stage_fid() {
 stage_paper() {
   # A fixed run directory with ckpt_path=auto: a second call resumes a killed first one.
   local run=$OUTDIR/paper_run rc=0 started ended
+  link_data
   started=$(date +%s)
   # shellcheck disable=SC2086
   "$PY" -m waebench.train experiment=wae_paper/mnist_wae_mmd dataset=fashion_mnist \
@@ -164,19 +198,21 @@ print(json.dumps(row, indent=1))
 PYEOF
 }
 
-if [[ "$STAGE" == fid || "$STAGE" == paper || "$STAGE" == all ]]; then
+if [[ "$STAGE" =~ ^(fid|paper|all)$ || ( "$STAGE" == study && "$TINY" != 1 ) ]]; then
   # Refuse now, not after an hour of training, when the FID weights cannot be found.
   "$PY" -c 'from waebench.evaluation.fid import require_inception_weights as w; print("Inception weights:", w())' \
     || { echo "gpu_check.sh: the $STAGE stage needs the Inception weights (see above)" >&2; exit 2; }
 fi
 
 case "$STAGE" in
+  prepare) stage_study prepare prepare.log ;;
+  study) stage_study run study.log ;;
   tests) stage_tests ;;
   bench) stage_bench ;;
   fid) stage_fid ;;
   paper) stage_paper ;;
   all) stage_tests; stage_bench; stage_fid; budget; stage_paper ;;
-  *) echo "unknown stage '$STAGE': use tests, bench, fid, paper or all" >&2; exit 2 ;;
+  *) echo "unknown stage '$STAGE': use prepare, study, tests, bench, fid, paper or all" >&2; exit 2 ;;
 esac
 echo "results: $RESULTS"
 if (( ${#FAILED[@]} )); then

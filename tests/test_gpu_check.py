@@ -1,6 +1,7 @@
-"""`benchmarks/gpu_check.sh`, the one call a GPU session makes, runs end to end: every stage
-on the CPU with `--tiny` (numbers meaningless, code paths real), so that the script is known
-to work before a GPU session spends its budget on it."""
+"""`benchmarks/gpu_check.sh`, what a GPU session runs, works end to end: every stage on the
+CPU with `--tiny` (numbers meaningless, code paths real), so that the script is known to work
+before a GPU session spends its budget on it; the study's two calls (`prepare`, then `study`
+in a fresh OUT, as the device tool empties it) bring back what the tool lets come back."""
 
 from __future__ import annotations
 
@@ -8,20 +9,25 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 from conftest import DEBIAN_FASHION_MNIST, REPO
 from conftest import SHARED_INCEPTION_WEIGHTS as INCEPTION_WEIGHTS
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+import gpu_study  # noqa: E402
 
-def gpu_check(stage: str, out: Path, weights: Path) -> subprocess.CompletedProcess:
+
+def gpu_check(stage: str, out: Path, weights: Path, **env_vars) -> subprocess.CompletedProcess:
     python = Path(sys.executable)
     env = {
         **os.environ,
         "PYTHON": str(python),
         "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}",
         "WAEBENCH_INCEPTION_WEIGHTS": str(weights),
+        **env_vars,
     }
     return subprocess.run(
         ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), stage, str(out), "--tiny"],
@@ -78,3 +84,61 @@ def test_every_stage_runs_end_to_end_on_a_cpu(tmp_path):
     (paper,) = [row for row in rows if row.get("stage") == "paper"]
     assert paper["status"] == "completed", paper
     assert paper["eval"]["fid/samples/prior"] > 0, paper
+
+
+def rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not DEBIAN_FASHION_MNIST.is_dir(),
+    reason=f"real Fashion-MNIST absent from {DEBIAN_FASHION_MNIST}: "
+    "apt-get install dataset-fashion-mnist",
+)
+def test_the_study_calls_run_end_to_end_on_a_cpu(tmp_path):
+    """Call 1 (`prepare`: the jobs timed at once, the page timed) then call 2 (`study`: the
+    plan from that calibration, training, evaluation, page, archives), each into its own OUT;
+    --tiny: 2 models, 2 epochs (the cap that stands for the protocol's 100), CPU."""
+    work, first, second = tmp_path / "work", tmp_path / "out1", tmp_path / "out2"
+    options = {"STUDY_ARGS": f"--work {work} --no-tests"}
+    no_weights = tmp_path / "absent.pth"  # --tiny scores in the classifier's space only
+    prepared = gpu_check("prepare", first, no_weights, **options)
+    assert prepared.returncode == 0, prepared.stdout[-3000:] + prepared.stderr[-3000:]
+    (calibration,) = [r for r in rows(first) if r.get("kind") == "calibration"]
+    assert calibration["jobs_timed"] == 2 and calibration["epoch_s"] > 0
+    assert calibration["eval_s"] > 0 and calibration["page"]["skipped"] == "--tiny"
+    assert sorted(p.name for p in first.iterdir()) == [
+        "calibration.json", "calibration_runs.tar.gz", "prepare.log", "results.jsonl",
+    ]  # fmt: skip
+
+    done = gpu_check("study", second, no_weights, **options)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "timing one epoch now" not in done.stdout  # the calibration of call 1 was used
+    assert sorted(p.name for p in second.iterdir()) == [
+        "page.tar.gz", "results.jsonl", "runs.tar.gz", "study.log",
+    ]  # fmt: skip
+    assert gpu_study.check_returned(second) == []
+    found = rows(second)
+    (plan,) = [r for r in found if r.get("kind") == "plan"]
+    assert plan["epochs"] == 2 and plan["lr_milestones"] == [1, 1]
+    assert plan["calibration"]["extra_fid_set_s"] > 0  # one FID pass timed before the jobs
+    runs = [r for r in found if r.get("kind") == "run"]
+    assert len(runs) == 2 and {r["status"] for r in runs} == {"completed"}
+    for run in runs:
+        assert run["epochs"] == 2 and run["epochs_planned"] == 2
+        assert run["eval"]["fid/samples/prior@classifier-fashion_mnist"] > 0
+        assert run["eval"]["fid/samples/gmm@classifier-fashion_mnist"] > 0
+        assert run["eval"]["fid/reconstructions@classifier-fashion_mnist"] > 0
+        assert "latent_mmd/test" in run["eval"] and run["test"]["rec"] > 0
+    (summary,) = [r for r in found if r.get("kind") == "summary"]
+    assert summary["wall_s"] < summary["budget_s"] and summary["left_out_of_archives"] == []
+    with tarfile.open(second / "runs.tar.gz") as tar:
+        names = tar.getnames()
+    assert not [n for n in names if n.endswith(".ckpt")]
+    for wanted in ("metrics.json", "config.yaml", "csv/metrics.csv"):
+        assert sum(n.endswith(f"/{wanted}") for n in names) == 2, wanted
+    with tarfile.open(second / "page.tar.gz") as tar:
+        page = tar.extractfile("page/fashion_mnist/README.md").read().decode()
+        assert "page/fashion_mnist/samples.png" in tar.getnames()
+    assert "2 epochs, the protocol's 100" in page and "AE" in page and "VAE" in page
