@@ -46,7 +46,8 @@ def test_the_jobs_get_the_paper_networks_protocol_and_the_tested_gpu_options(tmp
     assert cfg.model.channels_last is True and cfg.dataset.on_device is True
     assert cfg.model.compile is False
     assert cfg.eval.inception.enabled is True and cfg.eval.inception.num_samples == 10000
-    assert cfg.eval.fid.gmm is True and cfg.eval.fid.prior and cfg.eval.fid.reconstructions
+    assert list(cfg.eval.samplers) == ["auto", "gmm", "two_stage"]
+    assert cfg.eval.fid.interpolations and cfg.eval.fid.reconstructions
     assert "best_checkpoint" not in cfg.callbacks
     assert cfg.callbacks.step_timer._target_ == "step_timer.StepTimer"
 

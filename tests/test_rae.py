@@ -296,7 +296,7 @@ def test_rae_paper_protocol_configs_build(tmp_path):
     expected = [f"rae_paper/{d}_{m}" for d in ("mnist", "celeba") for m in RAE_PAPER_MODELS]
     assert [e.strip() for e in experiments] == expected
     composed = compose_train_config(tmp_path / "sweep", ["sweep=rae_paper_table"])
-    assert list(composed.eval.samplers) == ["prior", "gaussian", "gmm", "two_stage"]
+    assert list(composed.eval.samplers) == ["auto", "gaussian", "gmm", "two_stage"]
     assert composed.eval.fid.interpolations
 
 

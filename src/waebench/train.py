@@ -76,8 +76,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and test one model; returns (and writes) the record of the run. Bad values are
     refused first. The training process holds the run folder's lock throughout; a folder
     holding another configuration is refused, and a completed run is returned untouched."""
+    check_buildable(cfg)  # first: the sampler check below imports the regularizer's class
     check_config(cfg)
-    check_buildable(cfg)
     output_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank != 0:  # a DDP rank > 0: rank 0 owns the folder
         return fit_and_test(cfg, output_dir, earlier=None)

@@ -331,7 +331,9 @@ def page_markdown(runs, table, out_dir, settings, command: str, started: float) 
     out += ["", "## What surprised us", ""]
     if not any(r.model == "AE" and not r.source for r in table.rows):
         notes = notes or ["- No plain AE (`regularizer=none`) among these runs to compare with."]
-    out += notes or ["- Every regularized model beats the AE on latent MMD and on the FID of its samples."]
+    out += notes or [
+        "- Every regularized model beats the AE on latent MMD and on the FID of its samples."
+    ]
     out += figure_sections(rows, out_dir, settings)
     out += ["", "## Failed and unfinished runs", ""]
     failed = [r for r in runs if r.status != "completed"]
