@@ -19,9 +19,16 @@ from PIL import Image
 
 from waebench.report import main
 from waebench.reporting.comparison import pick_pairs
-from waebench.reporting.page import MixedRunsError, check_comparable, surprises
+from waebench.reporting.page import (
+    MixedRunsError,
+    check_comparable,
+    fid_table,
+    load_notes,
+    scale_line,
+    surprises,
+)
 from waebench.reporting.runs import find_runs
-from waebench.reporting.table import Cell, Column, Row, Table
+from waebench.reporting.table import Cell, Column, Row, Table, build_tables
 
 BIN = Path(sys.executable).parent
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -101,6 +108,9 @@ def test_page_of_a_study_has_every_model_figure_and_number(study, page):
     ae = next(r for r in runs if r.model == "AE")
     assert not [k for k in ae.metrics["eval"] if k.startswith("fid/samples/prior")]
     assert "regularizer._target_" in text  # a setting that differs between the rows
+    scale = text.split("\n")[2]
+    assert scale.startswith("**Scale:** 6 runs; DCGAN-like networks of width 4, d_z 8; 1 epochs")
+    assert "2 seeds (0, 1)" in scale and "`classifier-digits`" in scale and "GPU job" in scale
 
 
 @pytest.mark.slow
@@ -234,6 +244,28 @@ def test_runs_that_ran_other_samplers_are_not_mixed_and_older_switches_are_read(
     write_run(tmp_path / "other", "mnist", 28, 1000, evaluation={"samplers": ["auto", "gmm"]})
     with pytest.raises(MixedRunsError, match=r"eval.samplers: \['prior', 'gmm'\] in new, old"):
         check_comparable(find_runs([tmp_path]))
+
+
+def test_notes_stand_next_to_their_numbers_and_a_wrong_note_names_the_choices(tmp_path):
+    write_run(tmp_path / "runs" / "a", "mnist", 28, 1000)
+    (table,) = build_tables(find_runs([tmp_path / "runs"]))
+    notes_file = tmp_path / "notes.yaml"
+    notes_file.write_text(
+        "- model: WAE-MMD\n  column: fid/samples/prior\n  note: the samples are blank.\n"
+    )
+    notes = load_notes(notes_file, table)
+    text = "\n".join(fid_table(table, notes))
+    assert "| **1 (n=1)** ★ †1 | n/a |" in text and text.count("†") == 1
+    scale = scale_line(find_runs([tmp_path / "runs"]), table)
+    assert "width ?, d_z 8" in scale and "of `classifier-x` on 1000 images." in scale
+    notes_file.write_text("- model: WAE-MMD\n  column: fid/samples/gmm\n  note: x\n")
+    with pytest.raises(MixedRunsError, match=r"notes.yaml, entry 1: column 'fid/samples/gmm' is"):
+        load_notes(notes_file, table)
+    notes_file.write_text("- model: VAE\n  column: fid/samples/prior\n  note: x\n")
+    with pytest.raises(MixedRunsError, match=r"model 'VAE' is not on this page; models: \['WAE"):
+        load_notes(notes_file, table)
+    with pytest.raises(SystemExit, match="notes file .*missing.yaml does not exist"):
+        main([str(tmp_path / "runs"), "--page", "--notes", str(tmp_path / "missing.yaml")])
 
 
 def test_surprises_name_each_model_that_does_not_beat_the_ae():

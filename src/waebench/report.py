@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-tsne", action="store_true", help="page: PCA maps only")
     parser.add_argument("--seed", type=int, default=default.seed, help="page: image choice")
     parser.add_argument("--command", help="page: the command to record (default: this one)")
+    parser.add_argument(
+        "--notes", help="page: YAML list of {model, column, note}, printed next to the numbers"
+    )
     args = parser.parse_args(argv)
     try:
         if args.page:
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             given = sys.argv[1:] if argv is None else argv
             command = args.command or shlex.join(["waebench-report", *given])
             out = args.out or Path(args.paths[0]) / "page"
-            path = write_page(runs_under(args.paths), out, settings, command)
+            path = write_page(runs_under(args.paths), out, settings, command, args.notes)
             print(f"Page written to {path} (Markdown: {path.parent / 'README.md'})")
             return
         path = report(args.paths, args.out or Path(args.paths[0]) / "report")

@@ -3,7 +3,9 @@
 Writes `README.md` (Markdown) and `index.html` (the same content, opens offline) with the
 PNG figures beside them: the loss and FID tables (mean ± std over seeds, best marked),
 reconstructions, interpolations, latent maps, samples and training curves of every model
-(recomputed from the checkpoints, `comparison`), and where every number came from.
+(recomputed from the checkpoints, `comparison`), and where every number came from. Its first
+line states the runs' scale; `--notes` puts a person's remarks next to the numbers that the
+figures contradict.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import html
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import markdown
+import yaml
 
 from waebench.evaluation.evaluate import configured_samplers, sampler_settings
 from waebench.reporting import comparison, provenance
@@ -41,8 +45,99 @@ LOSS_COLUMNS = (
 )
 
 
+# The WAE paper's scale, which the first line of every page compares its runs with.
+PAPER_SCALE = (
+    "the WAE paper trains width-128 networks for 100 epochs and scores 10,000 samples in "
+    "Inception's feature space: that study is a GPU job (docs/gpu.md)"
+)
+
+
 class MixedRunsError(ValueError):
     """Runs that cannot share a page (another dataset, image size or FID setting)."""
+
+
+@dataclass(frozen=True)
+class CellNote:
+    """A remark printed next to one number of a page (`--notes`): what the figures show
+    that the number does not."""
+
+    model: str
+    column: str
+    text: str
+
+
+def load_notes(path: str | Path, table: Table) -> list[CellNote]:
+    """Read a `--notes` YAML file: a list of `{model, column, note}`, where `model` is a row's
+    model name and `column` a loss key of LOSS_COLUMNS or an FID metric (`fid/samples/prior`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"notes file {path} does not exist; pass an existing YAML file")
+    entries = yaml.safe_load(path.read_text())
+    models = sorted({r.model for r in table.rows if not r.source})
+    columns = [w for w, _, _ in LOSS_COLUMNS] + list(
+        dict.fromkeys(c.metric for c in fid_columns(table) if not c.published)
+    )
+    if not isinstance(entries, list):
+        raise MixedRunsError(f"notes file {path}: expected a list of {{model, column, note}}")
+    notes = []
+    for number, entry in enumerate(entries, 1):
+        where = f"notes file {path}, entry {number}"
+        if not isinstance(entry, dict) or set(entry) != {"model", "column", "note"}:
+            raise MixedRunsError(f"{where}: expected exactly the keys model, column, note")
+        if entry["model"] not in models:
+            raise MixedRunsError(
+                f"{where}: model {entry['model']!r} is not on this page; models: {models}"
+            )
+        if entry["column"] not in columns:
+            raise MixedRunsError(
+                f"{where}: column {entry['column']!r} is not on this page; columns: {columns}"
+            )
+        notes.append(CellNote(entry["model"], entry["column"], str(entry["note"]).strip()))
+    return notes
+
+
+def marked(text: str, row: Row, column: str, notes: list[CellNote]) -> str:
+    """`text` followed by the number of each note on this cell (†1, †2...)."""
+    marks = [f"†{i}" for i, n in enumerate(notes, 1) if (n.model, n.column) == (row.model, column)]
+    return " ".join([text, *marks])
+
+
+def note_lines(notes: list[CellNote], table: Table) -> list[str]:
+    if not notes:
+        return []
+    titles = {w: t for w, t, _ in LOSS_COLUMNS} | {
+        c.metric: c.title.split(" [")[0] for c in fid_columns(table)
+    }
+    lines = ["", "What the figures show that a number does not (looked at by a person):", ""]
+    return lines + [
+        f"- †{i} {n.model}, {titles[n.column]}: {n.text}" for i, n in enumerate(notes, 1)
+    ]
+
+
+def scale_line(runs: list[Run], table: Table) -> str:
+    """The page's first words: the scale of its runs (networks, epochs, seeds, the FID's
+    feature space) beside the paper's."""
+
+    def values(key: str) -> str:
+        found = dict.fromkeys(str(flatten(r.config).get(key, "?")) for r in runs)
+        return "/".join(found) or "?"
+
+    seeds = sorted({r.seed for r in runs}, key=str)
+    scored = [dict(c.settings) for c in fid_columns(table) if not c.published and c.settings]
+    extractors = dict.fromkeys(str(s.get("extractor")) for s in scored)
+    images = dict.fromkeys(str(s.get("num_fake")) for s in scored)
+    fid = (
+        f"FID in the feature space of `{'`, `'.join(extractors)}` on {'/'.join(images)} images"
+        if extractors
+        else "no FID"
+    )
+    return (
+        f"**Scale:** {len(runs)} runs; DCGAN-like networks of width {values('model.width')}, "
+        f"d_z {values('model.latent_dim')}; {values('trainer.max_epochs')} epochs of batch "
+        f"{values('dataset.batch_size')}; {len(seeds)} seed{'s' * (len(seeds) != 1)} "
+        f"({', '.join(map(str, seeds))}); {fid}. The numbers compare these models with each "
+        f"other at this scale, not with the paper's: {PAPER_SCALE}."
+    )
 
 
 def page_settings(run: Run) -> dict[str, object]:
@@ -133,7 +228,7 @@ def status_text(row: Row) -> str:
     return runs_done(row) + (f" ({'; '.join(odd)})" if odd else "")
 
 
-def loss_table(rows: list[Row]) -> list[str]:
+def loss_table(rows: list[Row], notes: list[CellNote]) -> list[str]:
     cells = {id(row): loss_cells(row) for row in rows}
     lowest = {
         where: best([cells[id(r)][where] for r in rows]) if ranked else None
@@ -141,7 +236,10 @@ def loss_table(rows: list[Row]) -> list[str]:
     }
     lines = [
         [row.label, status_text(row)]
-        + [shown(cells[id(row)][w], row, lowest[w]) for w, _, _ in LOSS_COLUMNS]
+        + [
+            marked(shown(cells[id(row)][w], row, lowest[w]), row, w, notes)
+            for w, _, _ in LOSS_COLUMNS
+        ]
         for row in rows
     ]
     return markdown_rows(["model", "runs", *(t for _, t, _ in LOSS_COLUMNS)], lines)
@@ -151,13 +249,21 @@ def fid_columns(table: Table) -> list[Column]:
     return [c for c in table.columns if c.metric.startswith(("fid/", "kid/"))]
 
 
-def fid_table(table: Table) -> list[str]:
+def fid_table(table: Table, notes: list[CellNote]) -> list[str]:
     columns = fid_columns(table)
     ours = [r for r in table.rows if not r.source]
     lowest = {c: best([r.cells.get(c) for r in ours]) for c in columns}
     lines = [
         [row.label, status_text(row)]
-        + [shown(row.cells.get(c), row, None if row.source else lowest[c]) for c in columns]
+        + [
+            marked(
+                shown(row.cells.get(c), row, None if row.source else lowest[c]),
+                row,
+                "" if c.published else c.metric,
+                notes,
+            )
+            for c in columns
+        ]
         for row in table.rows
     ]
     return markdown_rows(["model", "runs", *(c.title for c in columns)], lines)
@@ -314,19 +420,21 @@ def section(title: str, text: str, figures: list[Path]) -> list[str]:
     return out
 
 
-def page_markdown(runs, table, out_dir, settings, command: str, started: float) -> str:
+def page_markdown(
+    runs, table, out_dir, settings, command: str, started: float, notes: list[CellNote]
+) -> str:
     rows = table.rows
     completed = sum(r.status == "completed" for r in runs)
     seeds = sorted({str(r.seed) for r in runs})
     models = " vs ".join(r.model for r in rows if not r.source)
-    out = [f"# {table.dataset}: {models}, side by side", ""]
+    out = [f"# {table.dataset}: {models}, side by side", "", scale_line(runs, table), ""]
     out.append(
         f"{len(runs)} runs ({completed} completed), seeds {', '.join(seeds)}. Cells: mean ± "
         "sample std over the completed seeds (n = seeds); ★ marks the lowest mean of a column "
         "(all these columns are lower-is-better)."
     )
-    out += ["", "## Losses (test split)", "", *loss_table([r for r in rows if not r.source])]
-    out += ["", "## FID", "", *fid_table(table)]
+    out += ["", "## Losses (test split)", "", *loss_table([r for r in rows if not r.source], notes)]
+    out += ["", "## FID", "", *fid_table(table, notes), *note_lines(notes, table)]
     notes = surprises(table)
     out += ["", "## What surprised us", ""]
     if not any(r.model == "AE" and not r.source for r in table.rows):
@@ -399,16 +507,19 @@ def write_page(
     out_dir: str | Path,
     settings: comparison.FigureSettings | None = None,
     command: str = "",
+    notes_path: str | Path | None = None,
 ) -> Path:
-    """Write README.md, index.html and the figures for `runs` (one dataset) into `out_dir`;
-    returns index.html's path."""
+    """Write README.md, index.html and the figures for `runs` (one dataset) into `out_dir`,
+    with the remarks of the `notes_path` file next to their numbers; returns index.html's
+    path."""
     started = time.time()
     settings = settings or comparison.FigureSettings()
     check_comparable(runs)
     (table,) = build_tables(runs)
+    notes = load_notes(notes_path, table) if notes_path else []
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = page_markdown(runs, table, out_dir, settings, command, started)
+    text = page_markdown(runs, table, out_dir, settings, command, started, notes)
     (out_dir / "README.md").write_text(text)
     body = markdown.markdown(text, extensions=["tables"])
     title = html.escape(f"waebench: {table.dataset}")
