@@ -8,13 +8,13 @@ is cached once per split as one uint8 tensor file next to the images.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from waebench.data.decode import decode_files
 from waebench.data.errors import CorruptFileError, DatasetNotFoundError
 from waebench.run.record import atomic_path
 
@@ -99,11 +99,6 @@ def preprocess(path: Path, image_size: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def _preprocess_many(args: tuple[list[Path], int]) -> np.ndarray:
-    paths, image_size = args
-    return np.stack([preprocess(p, image_size) for p in paths])
-
-
 def load_split(folder: Path, split: str, image_size: int, workers: int = 0) -> torch.Tensor:
     """Images uint8 [N, 3, S, S] of one split, from the cache when present."""
     cache = folder / "cache" / f"{split}_{image_size}px_crop{CROP}.pt"
@@ -118,13 +113,7 @@ def load_split(folder: Path, split: str, image_size: int, workers: int = 0) -> t
         )
     paths = [folder / IMAGE_FOLDER / n for n in names]
     check_jpegs(paths)
-    chunks = [(paths[i : i + 1000], image_size) for i in range(0, len(paths), 1000)]
-    if workers > 0 and len(chunks) > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(_preprocess_many, chunks))
-    else:
-        parts = [_preprocess_many(c) for c in chunks]
-    images = torch.from_numpy(np.concatenate(parts)).permute(0, 3, 1, 2).contiguous()
+    images = decode_files(preprocess, paths, image_size, workers=workers)
     with atomic_path(cache) as tmp:
         torch.save(images, tmp)
     return images

@@ -14,7 +14,6 @@ test (`test_fraction`), validation (`val_fraction`) and training sets (the rest)
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,13 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from waebench.config_check import ConfigValueError
+from waebench.data.decode import decode_files
 from waebench.data.errors import CorruptFileError, DatasetNotFoundError
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 MODES = {1: "L", 3: "RGB"}
-CHUNK = 500  # images per task of the decoding pool
 FIX = (
     "give dataset.root=/path/to/images: a folder of .png/.jpg/.jpeg files, optionally one "
     "subfolder per class (root/<class>/<image>)"
@@ -86,11 +85,6 @@ def decode(path: Path, image_size: int, channels: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8).reshape(image_size, image_size, channels)
 
 
-def _decode_many(args: tuple[list[Path], int, int]) -> np.ndarray:
-    paths, image_size, channels = args
-    return np.stack([decode(p, image_size, channels) for p in paths])
-
-
 def labels_of(root: Path, files: list[Path]) -> tuple[torch.Tensor, list[str]]:
     """Each file's class index (its immediate subfolder, sorted) or -1, and the class names."""
     folders = [f.relative_to(root).parts[0] if f.parent != root else None for f in files]
@@ -129,13 +123,7 @@ def load_splits(
         )
     root, files = locate(root)
     n_val, n_test = split_sizes(len(files), val_fraction, test_fraction)
-    chunks = [(files[i : i + CHUNK], image_size, channels) for i in range(0, len(files), CHUNK)]
-    if workers > 0 and len(chunks) > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(_decode_many, chunks))
-    else:
-        parts = [_decode_many(c) for c in chunks]
-    images = torch.from_numpy(np.concatenate(parts)).permute(0, 3, 1, 2).contiguous()
+    images = decode_files(decode, files, image_size, channels, workers=workers)
     labels, classes = labels_of(root, files)
     log.info(
         "image_folder: %d images from %s, %s",
