@@ -200,7 +200,7 @@ def test_the_paper_table_sweep_covers_every_paper_model_with_three_seeds(tmp_pat
 
 
 def test_the_two_study_sweeps_differ_only_in_dataset_and_folder():
-    """sweep=fmnist_study and sweep=mnist_study: the models x 3 seeds of conf/sweep/study.yaml."""
+    """sweep=fmnist_study and sweep=mnist_study: the models and seed of conf/sweep/study.yaml."""
     composed = {}
     for study in ("fmnist_study", "mnist_study"):
         GlobalHydra.instance().clear()
@@ -213,8 +213,8 @@ def test_the_two_study_sweeps_differ_only_in_dataset_and_folder():
     assert fmnist["hydra"]["sweep"]["dir"] == "${paths.log_dir}/sweeps/fmnist_study"
     assert mnist["hydra"]["sweep"]["dir"] == "${paths.log_dir}/sweeps/mnist_study"
     params = mnist["hydra"]["sweeper"]["params"]
-    assert {"none", "kl", "mmd", "gan"} <= set(params["regularizer"].split(","))
-    assert params["seed"] == "0,1,2"
+    assert {"none", "kl", "mmd", "gan", "rae_gp", "cv_vae"} <= set(params["regularizer"].split(","))
+    assert str(params["seed"]) == "0"
     for cfg in (fmnist, mnist):
         del cfg["dataset"], cfg["hydra"]["sweep"]["dir"], cfg["hydra"]["runtime"]
         del cfg["hydra"]["overrides"], cfg["hydra"]["job"]
