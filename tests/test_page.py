@@ -98,11 +98,14 @@ def test_page_of_a_study_has_every_model_figure_and_number(study, page):
         assert f"]({name})" in text
         assert (page / name).stat().st_size > 1000
     assert "waebench-train " in text and "sweep=fmnist_study" in text
-    # The study's samplers, [auto, gmm]: the AE's N column is the Gaussian fitted to its codes.
+    # The study's samplers, [auto, gmm, two_stage]: the AE's N column is the Gaussian fitted
+    # to its codes; the two-stage VAE is fitted again for the samples figure (under no_grad).
     for title in (
         "| FID samples [",
         "| FID samples (Gaussian fitted to the codes) [",
         "| FID samples (GMM) [",
+        "| FID samples (two-stage VAE) [",
+        "| FID interpolations [",
     ):
         assert title in text
     ae = next(r for r in runs if r.model == "AE")

@@ -91,6 +91,19 @@ def test_samplers_are_deterministic_per_seed(mixture_codes):
         assert not torch.equal(first.sample(50, seed=4), first.sample(50, seed=5))
 
 
+def test_learned_samplers_fit_where_gradients_are_off(mixture_codes):
+    """The evaluation and the page draw samples under torch.no_grad: a learned sampler
+    still fits there, to the same weights."""
+    codes = mixture_codes[:500]
+    for make in (
+        lambda: TwoStageVAESampler(codes, seed=3, steps=20),
+        lambda: FlowSampler(codes, seed=3, steps=20),
+    ):
+        with torch.no_grad():
+            fitted_without_grad = make()
+        assert torch.equal(fitted_without_grad.sample(50, seed=4), make().sample(50, seed=4))
+
+
 def test_auto_is_the_prior_or_a_fitted_gaussian_and_unknown_names_are_refused():
     assert resolve(["auto", "gmm"], uses_prior=True) == ["prior", "gmm"]
     assert resolve(["auto", "gaussian", "gmm"], uses_prior=False) == ["gaussian", "gmm"]

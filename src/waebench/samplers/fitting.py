@@ -34,19 +34,21 @@ def adam_on_minibatches(
 ) -> float:
     """`steps` Adam steps on `loss(batch, progress)` (progress: the fraction of the steps
     done), each batch drawn uniformly (with replacement across batches) from `data` with a
-    generator seeded by `seed`; returns the last loss."""
+    generator seeded by `seed`; returns the last loss. Gradients are on whatever the caller
+    disabled (the evaluation and the page draw samples under `torch.no_grad`)."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(list(parameters), lr=lr)
     value = torch.tensor(float("nan"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for step in range(steps):
-            rows = torch.randint(len(data), (min(batch_size, len(data)),), generator=generator)
-            value = loss(data[rows], step / steps)
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
+        with torch.enable_grad():
+            for step in range(steps):
+                rows = torch.randint(len(data), (min(batch_size, len(data)),), generator=generator)
+                value = loss(data[rows], step / steps)
+                optimizer.zero_grad(set_to_none=True)
+                value.backward()
+                optimizer.step()
     finally:
         torch.set_num_threads(threads)
     return value.item()
