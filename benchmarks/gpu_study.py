@@ -176,6 +176,17 @@ def read_sweep(name: str, models: str) -> Sweep:
     )  # fmt: skip
 
 
+def fid_sets_per_job(sweep: Sweep) -> int:
+    """The image sets each job's evaluation scores by FID: one per sampler (N, GMM,
+    two-stage in the study), the reconstructions and the interpolations where switched on."""
+    evaluation = compose([f"sweep={sweep.name}"]).eval
+    return (
+        len(evaluation.samplers)
+        + bool(evaluation.fid.reconstructions)
+        + bool(evaluation.fid.interpolations)
+    )
+
+
 def scaled_milestones(milestones: list[int], epochs: int, protocol_epochs: int) -> list[int]:
     """The protocol's lr milestones at the same fractions of `epochs` (30, 50 of 100 ->
     4, 7 of 13), rounded half up, at least 1."""
@@ -696,7 +707,7 @@ def plan_study(sweeps: list[Sweep], args, work: Path, deadline: float, results: 
     extra_fid_s = 0.0
     if not calibration.get("eval_includes_inception"):
         set_s = time_fid_pass(first, args, work, deadline - 60)
-        sets = 3 * len(first.models)  # prior, GMM, reconstructions of each job; GPU shared
+        sets = fid_sets_per_job(first) * len(first.models)  # the GPU is shared
         extra_fid_s = sets * (set_s if set_s is not None else ASSUMED["extra_fid_set_s"])
         calibration["extra_fid_set_s"] = set_s
     max_epochs = args.max_epochs or first.protocol_epochs

@@ -52,6 +52,11 @@ def test_the_jobs_get_the_paper_networks_protocol_and_the_tested_gpu_options(tmp
     assert cfg.callbacks.step_timer._target_ == "step_timer.StepTimer"
 
 
+def test_the_plan_counts_every_fid_image_set_of_a_job():
+    sweep = gpu_study.read_sweep("fmnist_study", "8")
+    assert gpu_study.fid_sets_per_job(sweep) == 5  # N, GMM, two-stage, reconstructions, Interp
+
+
 def test_lr_milestones_keep_their_fraction_of_the_epochs():
     assert gpu_study.scaled_milestones([30, 50], 100, 100) == [30, 50]
     assert gpu_study.scaled_milestones([30, 50], 13, 100) == [4, 7]
