@@ -123,13 +123,19 @@ def test_the_study_calls_run_end_to_end_on_a_cpu(tmp_path):
     (plan,) = [r for r in found if r.get("kind") == "plan"]
     assert plan["epochs"] == 2 and plan["lr_milestones"] == [1, 1]
     assert plan["calibration"]["extra_fid_set_s"] > 0  # one FID pass timed before the jobs
+    # Seed 0 of Fashion-MNIST first; MNIST's wave too where the budget had room for it.
+    waves = [tuple(w) for w in plan["waves"]]
+    assert waves[0] == ("fmnist_study", 0) and set(waves) <= {waves[0], ("mnist_study", 0)}
     runs = [r for r in found if r.get("kind") == "run"]
-    assert len(runs) == 2 and {r["status"] for r in runs} == {"completed"}
+    assert len(runs) == 2 * len(waves) and {r["status"] for r in runs} == {"completed"}
     for run in runs:
         assert run["epochs"] == 2 and run["epochs_planned"] == 2
-        assert run["eval"]["fid/samples/prior@classifier-fashion_mnist"] > 0
-        assert run["eval"]["fid/samples/gmm@classifier-fashion_mnist"] > 0
-        assert run["eval"]["fid/reconstructions@classifier-fashion_mnist"] > 0
+        space = "mnist" if "dataset=mnist," in run["run"] else "fashion_mnist"
+        # The study's samplers: N (the prior, or the AE's fitted Gaussian), GMM, two-stage.
+        n_column = {f"fid/samples/{s}@classifier-{space}" for s in ("prior", "gaussian")}
+        assert len(n_column & set(run["eval"])) == 1
+        for name in ("samples/gmm", "samples/two_stage", "reconstructions", "interpolations"):
+            assert run["eval"][f"fid/{name}@classifier-{space}"] > 0, name
         assert "latent_mmd/test" in run["eval"] and run["test"]["rec"] > 0
     (summary,) = [r for r in found if r.get("kind") == "summary"]
     assert summary["wall_s"] < summary["budget_s"] and summary["left_out_of_archives"] == []
@@ -137,7 +143,7 @@ def test_the_study_calls_run_end_to_end_on_a_cpu(tmp_path):
         names = tar.getnames()
     assert not [n for n in names if n.endswith(".ckpt")]
     for wanted in ("metrics.json", "config.yaml", "csv/metrics.csv"):
-        assert sum(n.endswith(f"/{wanted}") for n in names) == 2, wanted
+        assert sum(n.endswith(f"/{wanted}") for n in names) == len(runs), wanted
     with tarfile.open(second / "page.tar.gz") as tar:
         page = tar.extractfile("page/fashion_mnist/README.md").read().decode()
         assert "page/fashion_mnist/samples.png" in tar.getnames()
