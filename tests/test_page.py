@@ -24,6 +24,7 @@ from waebench.reporting.page import (
     check_comparable,
     fid_table,
     load_notes,
+    note_lines,
     scale_line,
     surprises,
 )
@@ -259,6 +260,7 @@ def test_notes_stand_next_to_their_numbers_and_a_wrong_note_names_the_choices(tm
     notes = load_notes(notes_file, table)
     text = "\n".join(fid_table(table, notes))
     assert "| **1 (n=1)** ★ †1 | n/a |" in text and text.count("†") == 1
+    assert note_lines(notes, table)[-1] == "- †1 WAE-MMD, FID samples: the samples are blank."
     scale = scale_line(find_runs([tmp_path / "runs"]), table)
     assert "width ?, d_z 8" in scale and "of `classifier-x` on 1000 images." in scale
     notes_file.write_text("- model: WAE-MMD\n  column: fid/samples/gmm\n  note: x\n")

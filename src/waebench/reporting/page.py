@@ -106,7 +106,7 @@ def note_lines(notes: list[CellNote], table: Table) -> list[str]:
     if not notes:
         return []
     titles = {w: t for w, t, _ in LOSS_COLUMNS} | {
-        c.metric: c.title.split(" [")[0] for c in fid_columns(table)
+        c.metric: c.title.split(" [")[0] for c in fid_columns(table) if not c.published
     }
     lines = ["", "What the figures show that a number does not (looked at by a person):", ""]
     return lines + [
