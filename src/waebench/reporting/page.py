@@ -435,11 +435,13 @@ def page_markdown(
     )
     out += ["", "## Losses (test split)", "", *loss_table([r for r in rows if not r.source], notes)]
     out += ["", "## FID", "", *fid_table(table, notes), *note_lines(notes, table)]
-    notes = surprises(table)
+    surprising = surprises(table)
     out += ["", "## What surprised us", ""]
     if not any(r.model == "AE" and not r.source for r in table.rows):
-        notes = notes or ["- No plain AE (`regularizer=none`) among these runs to compare with."]
-    out += notes or [
+        surprising = surprising or [
+            "- No plain AE (`regularizer=none`) among these runs to compare with."
+        ]
+    out += surprising or [
         "- Every regularized model beats the AE on latent MMD and on the FID of its samples."
     ]
     out += figure_sections(rows, out_dir, settings)
