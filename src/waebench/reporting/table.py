@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from waebench.reporting.published import PUBLISHED
+from waebench.papers import PUBLISHED
 from waebench.reporting.runs import Run
 from waebench.run.record import NOT_MODEL_KEYS, Status, flatten
 
