@@ -38,21 +38,22 @@ SETTINGS = (
     Setting("dataset.name", {"mnist_*": "mnist", "celeba_*": "celeba"},
             "mnist; celebA", "configs.py:59, 6"),
     Setting("dataset.val_size", 5000,
-            "MNIST: train and test merged (70,000), shuffled with seed 123, the last 10,000 "
-            "held out, no validation set; CelebA: the 202,599 images shuffled with seed 123, "
-            "the last 20,000 held out",
-            "datahandler.py:437-470, 592-609",
-            "the standard splits (MNIST 55,000 / 5,000 / 10,000; CelebA's official partition, "
-            "dataset.name), so that test numbers compare across papers; the paper publishes "
-            "no number that depends on the split",
+            "train and test merged (70,000), shuffled with seed 123, the last 10,000 held out; "
+            "no validation set",
+            "datahandler.py:437-470",
+            "the standard split (55,000 / 5,000 / 10,000), so that test numbers compare "
+            "across papers; the paper publishes no MNIST number",
             experiments="mnist_*"),
     Setting("dataset.value_range", {"mnist_*": [0.0, 1.0], "celeba_*": [-1.0, 1.0]},
             "MNIST [0, 1] with a sigmoid output; CelebA [-1, 1] with a tanh output",
             "configs.py:67, 14; datahandler.py:269-273; models.py:242-245"),
     Setting("(CelebA images)", "centre crop 140 x 140 of the 178 x 218 aligned images, "
-            "Lanczos resize to 64 x 64 (waebench/data/celeba.py)",
-            "closecrop: the same crop, PIL ANTIALIAS (Lanczos) resize",
-            "datahandler.py:188-208; configs.py:16", experiments="celeba_*", in_config=False),
+            "Lanczos resize to 64 x 64 (waebench/data/celeba.py); the official partition",
+            "closecrop: the same crop, PIL ANTIALIAS (Lanczos) resize; the 202,599 images "
+            "shuffled with seed 123, the last 20,000 held out",
+            "datahandler.py:188-208, 592-609; configs.py:16",
+            "the official partition, whose test images other papers' FIDs use",
+            experiments="celeba_*", in_config=False),
     Setting("dataset.batch_size", 100, "100", "configs.py:75, 23"),
     Setting("(batches)", "an epoch visits each training image once, in a random order",
             "each step draws batch_size images without replacement, independently of the "

@@ -105,14 +105,16 @@ def build(
     """The sampler `name` (a resolved name: not `auto`) with its `settings`
     (`eval.sampler.<name>`, may be absent); `codes()` gives the training codes, computed only
     for the samplers fitted to them; the two-stage VAE also takes their posterior standard
-    deviations `stds()` (for `train_codes: sample`) and fits on `device`."""
+    deviations `stds()` (for `train_codes: sample`) and, where its `device` option says so,
+    fits on `device`."""
     cls = SAMPLERS[name]
     if cls is PriorSampler:
         return PriorSampler(prior)
     options = dict(settings.get(name) or {})
     if cls is TwoStageVAESampler:
         sample_posterior = resolve_settings(options)["train_codes"] == "sample"
-        options.update(stds=stds() if stds and sample_posterior else None, device=device)
+        options.update(stds=stds() if stds and sample_posterior else None)
+        options["evaluation_device"] = device
     return cls(codes(), seed=seed, **options)
 
 

@@ -25,17 +25,25 @@ Bowman et al. 2016; 0: none).
   close to a Gaussian (a VAE's, a WAE's) stays at the collapsed optimum Q(v|u) = N(0, I),
   gamma = 1, which samples no better than a diagonal Gaussian; after a short fit gamma is
   still large and the decoder's means alone are too concentrated (docs/evaluation.md);
-- `rae`: the second stage of the RAE code's 2sVAE (Ghosh et al. 2020,
-  my_utility/estimate_density_and_sample.py VaeModelWrapper): standardized codes, 2 x 1024
-  ReLU layers without skip, log sigma = 5 tanh(.), gamma `fixed` with the config's `beta`
-  (1.5e-3 MNIST, 2e-3 CelebA), 100 epochs of batch 64 at lr 1e-4, the lr halved after 3
-  epochs without a better loss on the last 10 % of the codes (held out), the decoder's mean;
-- `dai_wipf`: Dai & Wipf's second stage (daib13/TwoStageVAE, network/two_stage_vae_model.py
-  and demo.py): raw codes, 3 x 1024 ReLU layers with a skip path, gamma `learned`, trained on
-  a fresh draw of the first stage's posterior z = mean + std eps each epoch, 800 epochs of
-  batch 64 at lr 1e-4 halved every 300 epochs, decoder noise with the learned gamma.
+- `rae`: the second stage of the RAE code's 2sVAE (Ghosh et al. 2020; ParthaEth/
+  Regularized_autoencoders-RAE- at 9478b8f, my_utility/estimate_density_and_sample.py
+  VaeModelWrapper l. 119-201, models/std_vae/get_vae_given_enc_dec.py l. 15-29): codes
+  standardized (l. 171-176), 2 x 1024 ReLU layers without skip (l. 125-139), log sigma =
+  5 tanh(.), gamma `fixed` with the config's `beta` (configurations/config.py l. 676: 1.5e-3
+  MNIST, l. 632: 2e-3 CelebA), Adam at lr 1e-4, 100 epochs of batch 64, the lr halved after 3
+  epochs without a better loss on the last 10 % of the codes, held out (l. 180-185), and
+  samples that decode the mean (l. 193-201). docs/protocols.md says what differs;
+- `dai_wipf`: Dai & Wipf's second stage (daib13/TwoStageVAE at 8718623,
+  network/two_stage_vae_model.py and demo.py): raw codes, 3 x 1024 ReLU layers whose output
+  layers also see the input (model l. 76-97; demo l. 152-153), gamma `learned` (l. 44-46,
+  96-97), trained on a fresh draw of the first stage's posterior z = mean + std eps each
+  epoch (demo l. 63-76), 800 epochs of batch 64 at lr 1e-4 halved every 300 (demo l. 148,
+  167-170, 69), and samples z = D(v) + sqrt(gamma) eps (model l. 135-151). Kept apart: its
+  log sigma is a linear output, ours a linear log-variance (the same function class, the
+  initial scale halved); a constant of its loss (log 2 pi) is left out.
 
-docs/protocols.md lists each official value with its file and line, and what differs.
+`rae` and `dai_wipf` fit on the evaluation's device (a GPU where there is one), `study` on
+one CPU thread.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from waebench.samplers.fitting import Standardized, adam_on_epochs, adam_on_mini
 
 GAMMAS = ("batch_optimum", "learned", "fixed")
 TRAIN_CODES = ("mean", "sample")
+DEVICES = ("cpu", "auto")
 PRESETS: dict[str, dict[str, Any]] = {
     "study": {
         "standardize": True,
@@ -71,6 +80,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "plateau_patience": None,
         "validation_fraction": 0.0,
         "decoder_noise": True,
+        "device": "cpu",
     },
     "rae": {
         "standardize": True,
@@ -91,6 +101,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "plateau_patience": 3,
         "validation_fraction": 0.1,
         "decoder_noise": False,
+        "device": "auto",
     },
     "dai_wipf": {
         "standardize": False,
@@ -111,6 +122,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "plateau_patience": None,
         "validation_fraction": 0.0,
         "decoder_noise": True,
+        "device": "auto",
     },
 }
 OPTIONS = ("preset", *PRESETS["study"])
@@ -132,7 +144,7 @@ def resolve_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         )
     out = dict(PRESETS[preset])
     out.update({k: v for k, v in settings.items() if v is not None and k != "preset"})
-    for key, valid in (("gamma", GAMMAS), ("train_codes", TRAIN_CODES)):
+    for key, valid in (("gamma", GAMMAS), ("train_codes", TRAIN_CODES), ("device", DEVICES)):
         if out[key] not in valid:
             raise ValueError(
                 f"eval.sampler.two_stage.{key}={out[key]!r}; valid values: {', '.join(valid)}"
@@ -190,8 +202,9 @@ def glorot(network: nn.Module) -> None:
 class TwoStageVAESampler:
     """A second VAE fitted to the codes with the options of `preset` (overridden by any
     option given); `stds`, the first stage's posterior standard deviations of the codes
-    (None: a deterministic encoder), is used by `train_codes: sample`; the fit runs on
-    `device`."""
+    (None: a deterministic encoder), is used by `train_codes: sample`. The fit runs on the
+    CPU (option `device: cpu`, the small `study` networks: one thread is fastest) or
+    (`auto`, the papers' presets) on `evaluation_device`, the evaluation's."""
 
     name = "two_stage"
     needs_prior = False
@@ -201,11 +214,11 @@ class TwoStageVAESampler:
         codes: torch.Tensor,
         seed: int = 0,
         stds: torch.Tensor | None = None,
-        device: str | torch.device = "cpu",
+        evaluation_device: str | torch.device = "cpu",
         **settings: Any,
     ) -> None:
         self.settings = s = resolve_settings(settings)
-        self.device = torch.device(device)
+        self.device = torch.device(evaluation_device if s["device"] == "auto" else "cpu")
         codes = codes.float().cpu()
         self.codes = Standardized(codes) if s["standardize"] else None
         data = (self.codes.data if self.codes else codes).to(self.device)
