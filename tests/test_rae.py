@@ -283,11 +283,16 @@ def test_validation_objective_is_the_training_loss_as_keras_validates_it(tmp_pat
     torch.testing.assert_close(objective, expected)
     vae = build_model(compose_train_config(tmp_path / "vae", ["regularizer=kl", "model.width=4"]))
     vae.eval()
+    state = torch.random.get_rng_state()
     with torch.no_grad():
         terms, codes = vae.loss_terms(x)
         draws = [vae.validation_objective(x, terms["loss"], codes) for _ in range(2)]
+        vae.on_validation_epoch_start()  # a new epoch draws the same noise again
+        again = vae.validation_objective(x, terms["loss"], codes)
     assert not torch.equal(draws[0], draws[1])  # the codes are drawn
+    assert torch.equal(again, draws[0]) and not torch.equal(draws[0], terms["loss"])
     assert torch.equal(codes.z, codes.mean)  # val/loss decodes the means
+    assert torch.equal(torch.random.get_rng_state(), state)  # the training's stream untouched
 
 
 def test_keras_patience_5_is_torch_patience_4():

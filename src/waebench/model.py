@@ -357,11 +357,24 @@ class AutoEncoder(L.LightningModule):
             for scheduler in self.lr_schedulers() or []:
                 scheduler.step()
 
+    def on_validation_epoch_start(self) -> None:
+        self._validation_noise = None
+
     def validation_step(self, batch, batch_idx: int) -> None:
         x, _ = batch
         terms, codes = self.loss_terms(x)
         terms["objective"] = self.validation_objective(x, terms["loss"], codes)
         self._log_terms("val", terms, len(x))
+
+    def _validation_eps(self, like: torch.Tensor) -> torch.Tensor:
+        """N(0, 1) noise shaped as `like` from a generator of the validation epoch, seeded
+        alike every epoch: the validation draws leave the training's random stream as it was,
+        and every epoch scores the same draws."""
+        if getattr(self, "_validation_noise", None) is None:
+            self._validation_noise = torch.Generator(device=like.device).manual_seed(0)
+        return torch.randn(
+            like.shape, generator=self._validation_noise, device=like.device, dtype=like.dtype
+        )
 
     def validation_objective(
         self, x: torch.Tensor, loss: torch.Tensor, codes: Codes
@@ -372,7 +385,7 @@ class AutoEncoder(L.LightningModule):
         included (`val/loss` leaves it out); batch norm in inference mode in both."""
         z = codes.z
         if codes.log_var is not None:
-            z = codes.mean + torch.randn_like(codes.mean) * (0.5 * codes.log_var).exp()
+            z = codes.mean + self._validation_eps(codes.mean) * (0.5 * codes.log_var).exp()
             sampled = Codes(z=z, mean=codes.mean, log_var=codes.log_var)
             logits = self.decoder(z)
             rec = self.reconstruction(x, logits, self.output_activation(logits))
