@@ -323,7 +323,7 @@ def test_the_rae_pairs_use_each_code_at_most_three_times():
 
 
 def test_the_best_checkpoints_weights_are_the_ones_scored(train_config):
-    cfg = train_config("trainer.max_epochs=2", "regularizer=none")
+    cfg = train_config("regularizer=none")
     train(cfg)
     run = Path(cfg.paths.output_dir)
     last = load_model(run / "checkpoints" / "last.ckpt")
