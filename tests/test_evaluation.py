@@ -75,17 +75,18 @@ def test_evaluate_reports_every_metric_with_its_settings(tmp_path, cache_dir):
     results, notes = evaluate(model, datamodule, cfg.eval, tmp_path)
 
     space = "@classifier-digits"
-    for source, num_fake in (
-        ("samples/prior", 200),
-        ("samples/gmm", 200),
-        ("reconstructions", 200),
-        ("interpolations", 200),
+    for source, num_fake, estimator in (
+        ("samples/prior", 200, "sampler"),
+        ("samples/gmm", 200, "sampler"),
+        ("reconstructions", 200, "reconstruction"),
+        ("interpolations", 200, "interpolation"),
     ):
         entry = results[f"fid/{source}{space}"]
-        assert set(entry) == FID_SETTINGS and np.isfinite(entry["value"]) and entry["value"] > 0
+        settings = FID_SETTINGS | {estimator}  # how the images were made (docs/protocols.md)
+        assert set(entry) == settings and np.isfinite(entry["value"]) and entry["value"] > 0
         assert entry["extractor"] == "classifier-digits" and entry["real"] == "digits:test"
         assert entry["num_fake"] == num_fake and entry["num_real"] == 359
-        assert {"std"} | FID_SETTINGS == set(results[f"kid/{source}{space}"])
+        assert {"std"} | settings == set(results[f"kid/{source}{space}"])
         for name in ("precision", "recall"):
             assert 0 <= results[f"prc/{source}/{name}{space}"]["value"] <= 1
     assert "kl/test" not in results  # a deterministic encoder

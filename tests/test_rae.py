@@ -16,6 +16,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from waebench.build import build_model
 from waebench.config_check import ConfigValueError, check_config
@@ -27,6 +28,7 @@ from waebench.prior import GaussianPrior
 from waebench.regularizers import ConstantVarianceKL, RAEPenalty
 from waebench.regularizers.rae import output_gradient_penalty, weight_norm_squared
 from waebench.reporting.runs import Run
+from waebench.samplers.fitting import KerasPlateau
 from waebench.train import build_trainer, train
 from waebench.validity import PRIOR, Law, expected_penalty, pull
 
@@ -101,6 +103,11 @@ def test_l2_penalty_is_the_sum_of_squared_kernels():
     expected = sum(float((w.double() ** 2).sum()) for w in kernels)  # biases, batch norm: out
     assert len(kernels) == 4
     assert weight_norm_squared(decoder).item() == pytest.approx(expected, rel=1e-12)
+    convolutions = sum(float((w.double() ** 2).sum()) for w in kernels[1:])  # not the Linear
+    assert isinstance(decoder.head, nn.Linear) and kernels[0] is decoder.head.weight
+    assert weight_norm_squared(decoder, "convolutions").item() == pytest.approx(
+        convolutions, rel=1e-12
+    )  # the official MNIST decoder's L2 (its first Dense has none)
 
 
 def test_gradient_penalty_stays_float32_under_bf16_autocast(tmp_path):
@@ -249,9 +256,11 @@ def test_cv_vae_encoder_has_the_constant_variance(tmp_path):
 
 @pytest.mark.parametrize("name", ["rae_l2", "rae_gp"])
 def test_decoder_penalty_is_trained_and_logged(train_config, name):
-    metrics = train(train_config(f"regularizer={name}", run=name))
+    weight = "regularizer.decoder_weight=1.0"  # a visible share of val/objective
+    metrics = train(train_config(f"regularizer={name}", weight, run=name))
     assert metrics["status"] == "completed"
     assert metrics["train"]["decoder_penalty"] > 0 and "decoder_penalty" not in metrics["val"]
+    assert metrics["val"]["objective"] > metrics["val"]["loss"]  # Keras' val_loss has it
     with open(Path(metrics["run_dir"], "csv", "metrics.csv"), newline="") as file:
         rows = list(csv.DictReader(file))
     logged = [
@@ -260,10 +269,57 @@ def test_decoder_penalty_is_trained_and_logged(train_config, name):
     assert len(logged) == 3 and all(math.isfinite(v) and v > 0 for v in logged)
 
 
+def test_validation_objective_is_the_training_loss_as_keras_validates_it(tmp_path):
+    """`val/objective` (what the RAE protocol's plateau schedule and best checkpoint
+    monitor): `val/loss` plus the decoder penalty (RAE-L2: lambda x the squared kernels,
+    exactly), and for a Gaussian encoder the loss of sampled codes, not of the means."""
+    x = torch.rand(32, 1, 28, 28)
+    l2 = build_model(compose_train_config(tmp_path / "l2", ["regularizer=rae_l2", "model.width=4"]))
+    l2.eval()
+    with torch.no_grad():
+        terms, codes = l2.loss_terms(x)
+        objective = l2.validation_objective(x, terms["loss"], codes)
+    expected = terms["loss"] + l2.regularizer.decoder_weight * weight_norm_squared(l2.decoder)
+    torch.testing.assert_close(objective, expected)
+    vae = build_model(compose_train_config(tmp_path / "vae", ["regularizer=kl", "model.width=4"]))
+    vae.eval()
+    state = torch.random.get_rng_state()
+    with torch.no_grad():
+        terms, codes = vae.loss_terms(x)
+        draws = [vae.validation_objective(x, terms["loss"], codes) for _ in range(2)]
+        vae.on_validation_epoch_start()  # a new epoch draws the same noise again
+        again = vae.validation_objective(x, terms["loss"], codes)
+    assert not torch.equal(draws[0], draws[1])  # the codes are drawn
+    assert torch.equal(again, draws[0]) and not torch.equal(draws[0], terms["loss"])
+    assert torch.equal(codes.z, codes.mean)  # val/loss decodes the means
+    assert torch.equal(torch.random.get_rng_state(), state)  # the training's stream untouched
+
+
+def test_keras_patience_5_is_torch_patience_4():
+    """On any loss sequence, torch's ReduceLROnPlateau with patience 4 cuts the lr at the
+    epochs Keras' rule (train_raes_vaes.py: patience 5, min_delta 1e-4) cuts it."""
+    losses = [1.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.5, 0.5, 0.49995, 0.5, 0.5, 0.5, 0.5, 0.4]
+    losses += [0.4] * 12
+    keras = KerasPlateau(patience=5)
+    keras_cuts = [i for i, loss in enumerate(losses) if keras.step(loss)]
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(()))], lr=1.0)
+    torch_rule = ReduceLROnPlateau(optimizer, factor=0.5, patience=4, threshold=1e-4,
+                                   threshold_mode="abs")  # fmt: skip
+    torch_cuts = []
+    for i, loss in enumerate(losses):
+        before = optimizer.param_groups[0]["lr"]
+        torch_rule.step(loss)
+        if optimizer.param_groups[0]["lr"] < before:
+            torch_cuts.append(i)
+    assert keras_cuts == torch_cuts == [6, 12, 19, 24]
+
+
 def test_plateau_schedule_halves_the_lr_when_val_loss_stalls(train_config):
     """threshold 1e9 (absolute): no epoch counts as an improvement, so with patience 0 the lr
-    halves after every epoch but the first."""
-    plateau = "{factor: 0.5, patience: 0, threshold: 1.0e9, threshold_mode: abs}"
+    halves after every epoch but the first; monitored on val/objective as the RAE protocol."""
+    plateau = (
+        "{factor: 0.5, patience: 0, threshold: 1.0e9, threshold_mode: abs, monitor: val/objective}"
+    )
     cfg = train_config(
         "regularizer=rae", "trainer.max_epochs=3", f"model.lr_schedule.plateau={plateau}"
     )
@@ -273,31 +329,11 @@ def test_plateau_schedule_halves_the_lr_when_val_loss_stalls(train_config):
     assert lrs == pytest.approx([1e-3, 1e-3, 5e-4])
 
 
-def test_rae_paper_protocol_configs_build(tmp_path):
-    for dataset, size, latent, scale in (
-        ("mnist", 32, 16, 1 / 1024),
-        ("celeba", 64, 64, 1 / 12288),
-    ):
-        for name in RAE_PAPER_MODELS:
-            cfg = compose_train_config(
-                tmp_path / f"{dataset}_{name}",
-                [f"experiment=rae_paper/{dataset}_{name}", "model.width=4"],
-            )
-            check_config(cfg)
-            model = build_model(cfg)
-            assert (cfg.dataset.image_size, cfg.model.latent_dim) == (size, latent)
-            assert model.prior.variance == 1.0 and cfg.model.lr_schedule.plateau.patience == 5
-            if name.startswith("rae") or name == "ae":
-                assert cfg.model.reconstruction.scale == pytest.approx(scale)
-    mnist = compose_train_config(tmp_path / "pad", ["experiment=rae_paper/mnist_rae_gp"])
-    assert mnist.dataset.pad == 2 and mnist.regularizer.decoder_weight == pytest.approx(0.5e-7 / 16)
+def test_the_rae_table_sweeps_every_model_on_both_datasets():
     sweep = OmegaConf.load(CONFIG_DIR / "sweep" / "rae_paper_table.yaml")
     experiments = sweep.hydra.sweeper.params.experiment.split(",")
     expected = [f"rae_paper/{d}_{m}" for d in ("mnist", "celeba") for m in RAE_PAPER_MODELS]
     assert [e.strip() for e in experiments] == expected
-    composed = compose_train_config(tmp_path / "sweep", ["sweep=rae_paper_table"])
-    assert list(composed.eval.samplers) == ["auto", "gaussian", "gmm", "two_stage"]
-    assert composed.eval.fid.interpolations
 
 
 def test_model_names_in_reports(tmp_path):
@@ -340,9 +376,13 @@ def test_bad_rae_options_are_refused_with_the_valid_choices(tmp_path):
     with pytest.raises(InstantiationException, match="set model.compile=false"):
         build_model(cfg)
     both = "model.lr_schedule.plateau={factor: 0.5, patience: 5}"
+    monitor = "model.lr_schedule.plateau={factor: 0.5, patience: 4, monitor: val/rec}"
     for overrides, message in (
         ([both, "model.lr_schedule.milestones=[3]", "model.lr_schedule.factors=[0.1]"], "not both"),
         ([both, "regularizer=gan"], "not supported with an adversarial regularizer"),
+        ([monitor], "monitor=.val/rec.; valid values: val/loss, val/objective"),
+        (["regularizer=rae_l2", "regularizer.l2_layers=dense"], "l2_layers=.*dense.*; valid"),
+        (["model.init=xavier"], "model.init=.xavier.; valid values: torch, wae, keras"),
     ):
         with pytest.raises(InstantiationException, match=message):
             build_model(compose_train_config(tmp_path / "s", overrides))

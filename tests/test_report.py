@@ -222,12 +222,12 @@ def test_the_rae_table_stands_beside_our_ae_and_vae_in_the_columns_that_match(tm
 
     assert published("FID reconstructions", "AE") == "12.95"
     assert published("FID samples (Gaussian fitted to the codes)", "AE") == "58.73"
-    assert published("FID samples (GMM)", "AE") == "10.66"
+    assert published("FID samples (Dirichlet-process GMM)", "AE") == "10.66"
     assert published("FID interpolations", "AE") == "17.12"
     assert published("FID samples", "AE") == ""  # the AE has no prior
     assert published("FID samples", "VAE") == "19.21"
     assert published("FID samples (two-stage VAE)", "2sVAE (VAE, two-stage sampler)") == "18.81"
-    assert published("FID samples (GMM)", "2sVAE (VAE, two-stage sampler)") == ""  # "-"
+    assert published("FID samples (Dirichlet-process GMM)", "2sVAE (VAE, two-stage sampler)") == ""
     assert all(r["runs_total"] == "" for r in rows.values())  # never counted as our runs
 
 

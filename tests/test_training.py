@@ -68,29 +68,6 @@ def test_every_experiment_config_composes_and_builds(tmp_path, experiment):
     assert model.prior.latent_dim == cfg.model.latent_dim
 
 
-def test_paper_protocol_values(tmp_path):
-    mnist = compose_train_config(tmp_path / "a", ["experiment=wae_paper/mnist_wae_mmd"])
-    assert (mnist.model.latent_dim, mnist.model.prior_var, mnist.regularizer.weight) == (
-        8,
-        1.0,
-        10.0,
-    )
-    assert (mnist.dataset.batch_size, mnist.trainer.max_epochs, mnist.model.optimizer.lr) == (
-        100,
-        100,
-        1e-3,
-    )
-    assert list(mnist.model.lr_schedule.milestones) == [30, 50]
-    gan = compose_train_config(tmp_path / "b", ["experiment=wae_paper/celeba_wae_gan"])
-    assert (gan.model.latent_dim, gan.model.prior_var, gan.regularizer.weight) == (64, 2.0, 1.0)
-    assert (gan.model.optimizer.lr, gan.regularizer.adversary_lr, gan.regularizer.prior_trick) == (
-        3e-4,
-        1e-3,
-        True,
-    )
-    assert gan.dataset.value_range == [-1.0, 1.0]
-
-
 def test_run_directory_holds_config_checkpoints_logs_images_and_metrics(train_config):
     cfg = train_config()
     train(cfg)

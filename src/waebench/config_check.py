@@ -9,7 +9,8 @@ Defaults live in the YAML files only; this module holds the ranges alone. A key 
 config does not have (another regularizer's option) is skipped. Choices (regularizer
 kernels, reconstruction names, ...) are checked by the classes that own the lists; the
 evaluation's samplers (`eval.samplers`, which run only after training) by
-`waebench.samplers.problems`, called from here.
+`waebench.samplers.problems`, and its estimator options (`eval.checkpoint`, ...) by
+`waebench.evaluation.estimators.problems`, both called from here.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ RANGES: dict[str, Range] = {
     "model.lr_schedule.plateau.factor": Range(False, 0.0, 1.0, low_open=True, high_open=True),
     "model.lr_schedule.plateau.patience": at_least(0),
     "model.lr_schedule.plateau.threshold": at_least(0.0, integer=False),
+    "model.batch_norm.momentum": Range(False, 0.0, 1.0, low_open=True),
+    "model.batch_norm.eps": positive(),
+    "model.input_noise": at_least(0.0, integer=False),
     "regularizer.weight": at_least(0.0, integer=False),
     "regularizer.adversary_lr": positive(),
     "regularizer.hidden": at_least(1),
@@ -116,12 +120,24 @@ RANGES: dict[str, Range] = {
     "eval.classifier.num_real": at_least(2, nullable=True),
     "eval.classifier.train_steps": at_least(1),
     "eval.sampler.gmm.n_components": at_least(1),
-    "eval.sampler.two_stage.hidden": at_least(1),
-    "eval.sampler.two_stage.layers": at_least(1),
-    "eval.sampler.two_stage.steps": at_least(1),
-    "eval.sampler.two_stage.batch_size": at_least(2),
-    "eval.sampler.two_stage.lr": positive(),
-    "eval.sampler.two_stage.kl_warmup": Range(False, 0.0, 1.0),
+    "eval.sampler.gmm.max_iter": at_least(1),
+    "eval.sampler.dpgmm.n_components": at_least(1),
+    "eval.sampler.dpgmm.weight_concentration_prior": positive(nullable=True),
+    "eval.sampler.dpgmm.max_iter": at_least(1),
+    "eval.sampler.two_stage.hidden": at_least(1, nullable=True),
+    "eval.sampler.two_stage.layers": at_least(1, nullable=True),
+    "eval.sampler.two_stage.log_std_bound": positive(nullable=True),
+    "eval.sampler.two_stage.beta": positive(nullable=True),
+    "eval.sampler.two_stage.kl_warmup": Range(False, 0.0, 1.0, nullable=True),
+    "eval.sampler.two_stage.steps": at_least(1, nullable=True),
+    "eval.sampler.two_stage.epochs": at_least(1, nullable=True),
+    "eval.sampler.two_stage.batch_size": at_least(2, nullable=True),
+    "eval.sampler.two_stage.lr": positive(nullable=True),
+    "eval.sampler.two_stage.lr_halving_epochs": at_least(1, nullable=True),
+    "eval.sampler.two_stage.plateau_patience": at_least(1, nullable=True),
+    "eval.sampler.two_stage.validation_fraction": Range(
+        False, 0.0, 1.0, high_open=True, nullable=True
+    ),
     "eval.sampler.flow.transforms": at_least(1),
     "eval.sampler.flow.hidden": at_least(1),
     "eval.sampler.flow.steps": at_least(1),
@@ -153,17 +169,21 @@ def sampler_problems(cfg: DictConfig) -> list[str]:
         return []
     target = OmegaConf.select(cfg, "regularizer._target_", default=None)
     regularizer = None if target is None else get_class(target)
+    settings = OmegaConf.select(cfg, "eval.sampler", default=None)
     return samplers.problems(
         OmegaConf.to_object(names) if OmegaConf.is_config(names) else names,
         None if regularizer is None else regularizer.uses_prior,
         "" if regularizer is None else f"`{regularizer.name}` ({regularizer.__name__})",
+        OmegaConf.to_object(settings) if OmegaConf.is_config(settings) else settings,
     )
 
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigValueError naming every value of `cfg` outside its valid range, and every
-    problem of its evaluation samplers."""
-    found = problems(cfg) + sampler_problems(cfg)
+    problem of its evaluation samplers and estimator options."""
+    from waebench.evaluation import estimators
+
+    found = problems(cfg) + sampler_problems(cfg) + estimators.problems(cfg)
     if found:
         lines = "\n".join(f"  {p}" for p in found)
         raise ConfigValueError(f"invalid config value{'s' * (len(found) > 1)}:\n{lines}")

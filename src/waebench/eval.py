@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from waebench.build import CONFIG_DIR
 from waebench.config_check import ConfigValueError, check_config
-from waebench.evaluation import evaluate_into_metrics
+from waebench.evaluation import estimators, evaluate_into_metrics
 from waebench.evaluation.evaluate import score_images
 from waebench.evaluation.images import load_images
 from waebench.model import load_model
@@ -28,14 +28,18 @@ log = logging.getLogger(__name__)
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
     """Evaluate into the run folder (holding its lock): its record gains `eval`, figures are
-    rewritten. A run folder is evaluated at its newest readable checkpoint."""
+    rewritten. A run folder is evaluated at its newest readable checkpoint, or with
+    `eval.checkpoint=best` at its best one; a checkpoint file as it is."""
     run_dir = record.run_dir_of(cfg.ckpt_path)
     ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
-    if ckpt_path.is_dir():
-        ckpt_path = record.resume_checkpoint("auto", run_dir)
+    if ckpt_path.is_dir() and cfg.eval.get("checkpoint", "last") == "best":
+        ckpt_path, label = estimators.best_checkpoint(run_dir), "best"
+    elif ckpt_path.is_dir():
+        ckpt_path, label = record.resume_checkpoint("auto", run_dir), "last"
         if ckpt_path is None:
             raise FileNotFoundError(f"no readable checkpoint in {run_dir / record.CHECKPOINTS}")
     else:
+        label = ckpt_path.stem
         record.resume_checkpoint(str(ckpt_path), run_dir)  # refuses a truncated file, named
     with record.run_lock(run_dir):
         model = load_model(ckpt_path)
@@ -44,7 +48,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         if metrics.get("status") == Status.UNREADABLE:
             raise ValueError(metrics["error"])
         metrics["run_dir"] = str(run_dir)
-        return evaluate_into_metrics(model, datamodule, cfg.eval, metrics)
+        return evaluate_into_metrics(model, datamodule, cfg.eval, metrics, checkpoint=label)
 
 
 def dataset_config(cfg: DictConfig, real: str) -> tuple[DictConfig, str]:

@@ -20,6 +20,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
 from waebench.callbacks import logs_this_step
@@ -59,6 +60,9 @@ class AutoEncoder(L.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         e_pretrain: dict[str, Any] | None = None,
+        init: str = "torch",
+        batch_norm: dict[str, float] | None = None,
+        input_noise: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -88,7 +92,11 @@ class AutoEncoder(L.LightningModule):
         shape = {"image_size": image_size, "channels": channels, "width": width}
         self.encoder = instantiate(encoder, **shape, out_features=code_size)
         self.decoder = instantiate(decoder, **shape, latent_dim=latent_dim)
+        for network in (self.encoder, self.decoder, self.regularizer.adversary):
+            if network is not None:
+                initialise(network, init, network is self.encoder, **(batch_norm or {}))
         self.regularizer.prepare_networks(self.encoder, self.decoder)
+        self.input_noise = float(input_noise)
         self.reconstruction = ReconstructionCost(**reconstruction)
         self.automatic_optimization = self.regularizer.adversary is None
         check_lr_schedule(lr_schedule or {}, self.automatic_optimization)
@@ -107,7 +115,13 @@ class AutoEncoder(L.LightningModule):
 
     def codes(self, x: torch.Tensor) -> Codes:
         """Encode; Gaussian encoders sample z = mean + exp(log_var / 2) * eps (log_var is
-        2 log `encoder_std` where the regularizer fixes it)."""
+        2 log `encoder_std` where the regularizer fixes it). In training the encoder sees x plus
+        `input_noise`-std noise, truncated at 2 std (the WAE code's `e_noise: add_noise`)."""
+        if self.training and self.input_noise:
+            x = x + nn.init.trunc_normal_(
+                torch.empty_like(x), std=self.input_noise, a=-2 * self.input_noise,
+                b=2 * self.input_noise,
+            )  # fmt: skip
         out = self.encoder(x)
         if not self.regularizer.gaussian_encoder:
             return Codes(z=out, mean=out)
@@ -343,10 +357,45 @@ class AutoEncoder(L.LightningModule):
             for scheduler in self.lr_schedulers() or []:
                 scheduler.step()
 
+    def on_validation_epoch_start(self) -> None:
+        self._validation_noise = None
+
     def validation_step(self, batch, batch_idx: int) -> None:
         x, _ = batch
-        terms, _ = self.loss_terms(x)
+        terms, codes = self.loss_terms(x)
+        terms["objective"] = self.validation_objective(x, terms["loss"], codes)
         self._log_terms("val", terms, len(x))
+
+    def _validation_eps(self, like: torch.Tensor) -> torch.Tensor:
+        """N(0, 1) noise shaped as `like` from a generator of the validation epoch, seeded
+        alike every epoch: the validation draws leave the training's random stream as it was,
+        and every epoch scores the same draws."""
+        if getattr(self, "_validation_noise", None) is None:
+            self._validation_noise = torch.Generator(device=like.device).manual_seed(0)
+        return torch.randn(
+            like.shape, generator=self._validation_noise, device=like.device, dtype=like.dtype
+        )
+
+    def validation_objective(
+        self, x: torch.Tensor, loss: torch.Tensor, codes: Codes
+    ) -> torch.Tensor:
+        """The training objective on validation images (`val/objective`), as Keras' val_loss
+        computes it, which the RAE code's plateau schedule and best checkpoint monitor: codes
+        sampled for a Gaussian encoder (`val/loss` decodes the means) and the decoder penalty
+        included (`val/loss` leaves it out); batch norm in inference mode in both."""
+        z = codes.z
+        if codes.log_var is not None:
+            z = codes.mean + self._validation_eps(codes.mean) * (0.5 * codes.log_var).exp()
+            sampled = Codes(z=z, mean=codes.mean, log_var=codes.log_var)
+            logits = self.decoder(z)
+            rec = self.reconstruction(x, logits, self.output_activation(logits))
+            loss = rec + self.regularizer.weight * self.regularizer(sampled, self.prior)
+        if not self.regularizer.has_decoder_penalty:
+            return loss
+        with torch.inference_mode(False), torch.enable_grad():  # the gradient penalty's
+            z = z.clone().requires_grad_(self.regularizer.differentiates_decoder_twice)
+            penalty = self.regularizer.decoder_term(self.decoder, self._generate, z, None)
+        return loss + self.regularizer.decoder_weight * penalty.detach()
 
     def test_step(self, batch, batch_idx: int) -> None:
         x, _ = batch
@@ -364,10 +413,11 @@ class AutoEncoder(L.LightningModule):
             optimizer_cfg["lr"] = self.regularizer.adversary_lr
             optimizers.append(instantiate(optimizer_cfg, params=adversary.parameters()))
         schedule = dict(self.hparams.lr_schedule or {})
-        plateau = schedule.pop("plateau", None)
+        plateau = dict(schedule.pop("plateau", None) or {})
         if plateau:
+            monitor = plateau.pop("monitor", "val/loss")
             scheduler = ReduceLROnPlateau(optimizers[0], mode="min", **plateau)
-            return optimizers, [{"scheduler": scheduler, "monitor": "val/loss"}]
+            return optimizers, [{"scheduler": scheduler, "monitor": monitor}]
         if not schedule.get("milestones"):
             return optimizers
         schedulers = [
@@ -377,11 +427,23 @@ class AutoEncoder(L.LightningModule):
         return optimizers, schedulers
 
 
+PLATEAU_MONITORS = ("val/loss", "val/objective")
+INITS = ("torch", "wae", "keras")
+
+
 def check_lr_schedule(schedule: dict[str, Any], automatic_optimization: bool) -> None:
-    """`plateau` (ReduceLROnPlateau on val/loss, once per epoch, as the RAE code) excludes
-    milestones, and needs automatic optimization (Lightning steps it)."""
+    """`plateau` (ReduceLROnPlateau, once per epoch, as the RAE code, on its `monitor`: one of
+    PLATEAU_MONITORS) excludes milestones, and needs automatic optimization (Lightning steps
+    it). Its `patience` is torch's, which cuts after patience + 1 epochs without improvement
+    where Keras cuts after patience: torch's patience = Keras' patience - 1."""
     if not schedule.get("plateau"):
         return
+    monitor = schedule["plateau"].get("monitor", "val/loss")
+    if monitor not in PLATEAU_MONITORS:
+        raise ValueError(
+            f"model.lr_schedule.plateau.monitor={monitor!r}; valid values: "
+            f"{', '.join(PLATEAU_MONITORS)}"
+        )
     if schedule.get("milestones"):
         raise ValueError(
             "model.lr_schedule: set either milestones (fixed decay) or plateau (decay on "
@@ -392,6 +454,32 @@ def check_lr_schedule(schedule: dict[str, Any], automatic_optimization: bool) ->
             "model.lr_schedule.plateau is not supported with an adversarial regularizer "
             "(manual optimization); use model.lr_schedule.milestones"
         )
+
+
+def initialise(
+    network: nn.Module, init: str, truncated: bool = False, momentum: float = 0.1, eps: float = 1e-5
+) -> None:
+    """`model.init` of a fresh network's Linear and convolution layers: `torch` keeps torch's
+    defaults; `wae` draws the weights from N(0, 0.01^2), truncated at 2 std where
+    `truncated` (the encoder's convolutions), biases 0 (the WAE code's init_std 0.0099999:
+    ops.py l. 55-142); `keras` draws Glorot-uniform weights, biases 0 (Keras' defaults, the
+    RAE code's). Every batch norm gets `momentum` (torch's: 1 - Keras' and TensorFlow's
+    decay) and `eps` (`model.batch_norm`)."""
+    if init not in INITS:
+        raise ValueError(f"model.init={init!r}; valid values: {', '.join(INITS)}")
+    for layer in network.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.momentum, layer.eps = momentum, eps
+        if init == "torch" or not isinstance(layer, (nn.Linear, nn.modules.conv._ConvNd)):
+            continue
+        if init == "keras":
+            nn.init.xavier_uniform_(layer.weight)
+        elif truncated and isinstance(layer, nn.Conv2d):
+            nn.init.trunc_normal_(layer.weight, std=0.01, a=-0.02, b=0.02)
+        else:
+            nn.init.normal_(layer.weight, std=0.01)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> AutoEncoder:

@@ -11,7 +11,8 @@ With `width` w (the paper: 128) and kernel k (the paper: 4 at 28x28, 5 at 64x64)
   (k - 1) // 2 of earlier runs (28 -> 14 -> 7 -> 3 -> 1); it is the constructor's
   default so that their checkpoints, which do not name a padding, load and compute
   as trained (conf/model/dcgan.yaml sets `same` for new runs);
-- decoder: linear to s x s x 8w, ReLU, then per doubling of the size
+- decoder: linear to s x s x 8w, ReLU (the WAE code's; `head_relu: false` leaves it out,
+  as the RAE code's decoder), then per doubling of the size
   [ConvTranspose(k, stride 2) -> BatchNorm -> ReLU] halving the filters, then a
   stride-1 convolution to the image channels. s = 7 for 28x28 (two doublings),
   8 for 64x64 (three), as in the paper.
@@ -119,6 +120,7 @@ class ConvDecoder(nn.Module):
         latent_dim: int,
         width: int = 128,
         kernel_size: int | None = None,
+        head_relu: bool = True,
     ) -> None:
         super().__init__()
         k = kernel_size or paper_kernel_size(image_size)
@@ -128,7 +130,7 @@ class ConvDecoder(nn.Module):
             raise ValueError(f"image size {image_size} is not divisible by 2^{doublings}")
         self.start_channels = width * 2 ** (ENCODER_LAYERS - 1)
         self.head = nn.Linear(latent_dim, self.start_channels * self.start_size**2)
-        layers: list[nn.Module] = [nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [nn.ReLU(inplace=True)] if head_relu else []
         in_channels = self.start_channels
         for _ in range(doublings):
             out_channels = in_channels // 2

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from waebench import samplers
-from waebench.evaluation import classifier, figures
+from waebench.evaluation import classifier, estimators, figures
 from waebench.evaluation.fid import (
     INCEPTION,
     FeatureSpace,
@@ -109,15 +109,6 @@ def encode_images(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([model.encode(b.to(model.device)).cpu() for b in x.split(batch_size)])
 
 
-@torch.no_grad()
-def encode_split(model, datamodule, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Codes (means for Gaussian encoders) of uint8 `images`, made floats 10,000 at a time
-    (CelebA's training split is 8 GB as floats)."""
-    return torch.cat(
-        [encode_images(model, datamodule.to_float(b), batch_size) for b in images.split(10_000)]
-    )
-
-
 def configured_samplers(settings) -> list[str]:
     """`eval.samplers` of an evaluation config (a mapping); one from before that list
     (switches `fid.prior`, `fid.gmm`) gives the samplers it ran."""
@@ -141,18 +132,10 @@ def check_samplers(model, settings) -> None:
         configured_samplers(settings),
         regularizer.uses_prior,
         f"`{regularizer.name}` ({regularizer.__name__})",
+        sampler_settings(settings),
     )
     if found:
         raise ValueError("\n".join(found))
-
-
-def midpoints(codes: torch.Tensor, count: int, seed: int) -> torch.Tensor:
-    """(z_a + z_b) / 2 for `count` random pairs a != b of `codes`: the Interp column of Ghosh
-    et al. 2020 (their code: the midpoints of 10,000 random pairs of held-out codes)."""
-    generator = torch.Generator().manual_seed(seed)
-    a = torch.randint(len(codes), (count,), generator=generator)
-    b = (a + torch.randint(1, len(codes), (count,), generator=generator)) % len(codes)
-    return (codes[a] + codes[b]) / 2
 
 
 def generated_images(model, datamodule, settings, count: int) -> dict[str, torch.Tensor]:
@@ -162,26 +145,30 @@ def generated_images(model, datamodule, settings, count: int) -> dict[str, torch
         decode_codes, batch_size=settings.batch_size, value_range=datamodule.value_range
     )
     batch, seed, images = settings.batch_size, settings.seed, {}
-    train_codes: list[torch.Tensor] = []  # encoded once, for the first sampler fitted to them
+    train_codes: list = []  # encoded once, for the first sampler fitted to them
 
-    def codes() -> torch.Tensor:
+    def posterior():
         if not train_codes:
-            train_codes.append(
-                encode_split(model, datamodule, datamodule.splits["train"][0], batch)
-            )
-        return train_codes[0]
+            train = datamodule.splits["train"][0]
+            train_codes.extend(estimators.posterior(model, datamodule, train, batch))
+        return train_codes
 
     names = samplers.resolve(configured_samplers(settings), model.regularizer.uses_prior)
     for name in names:
-        sampler = samplers.build(name, sampler_settings(settings), model.prior, codes, seed)
+        sampler = samplers.build(
+            name, sampler_settings(settings), model.prior, lambda: posterior()[0], seed,
+            stds=lambda: posterior()[1], device=model.device,
+        )  # fmt: skip
         images[f"samples/{name}"] = decode(model, sampler.sample(count, seed))
     fid = settings.get("fid", {})
     test = datamodule.splits[settings.split][0]
     if fid.get("reconstructions", False):
-        images["reconstructions"] = reconstruct_images(model, datamodule, test[:count], batch)
+        images["reconstructions"] = estimators.reconstruct_images(
+            model, datamodule, test[:count], batch, settings.get("reconstruction", "mean"), seed
+        )
     if fid.get("interpolations", False):
-        test_codes = encode_split(model, datamodule, test, batch)
-        images["interpolations"] = decode(model, midpoints(test_codes, count, seed))
+        codes = estimators.interpolation_codes(model, datamodule, settings, count)
+        images["interpolations"] = decode(model, codes)
     return images
 
 
@@ -222,13 +209,24 @@ def fid_results(model, datamodule, settings, notes: list[str]) -> dict[str, dict
     count = max(section.num_samples for _, section in spaces)
     fakes = generated_images(model, datamodule, settings, count)
     cuda = model.device.type == "cuda"
+    estimator = {  # what the entries record of how their images were made (docs/protocols.md)
+        "reconstructions": {"reconstruction": settings.get("reconstruction", "mean")},
+        "interpolations": {"interpolation": settings.get("interpolation", "test_pairs")},
+    }
+    for source in fakes:
+        name = source.removeprefix("samples/")
+        if name != source:
+            estimator[source] = {"sampler": samplers.describe(name, sampler_settings(settings))}
     results = {}
     for space, section in spaces:
         real = RealImages(real_name, real_images[: section.num_real or len(real_images)])
         for source, fake in fakes.items():
             fake = fake[: section.num_samples]
             log.info("FID %s: %d images, %s features", source, len(fake), space.extractor)
-            results.update(fidelity_entries(source, fake, real, space, settings, cuda))
+            entries = fidelity_entries(source, fake, real, space, settings, cuda)
+            for entry in entries.values():
+                entry.update(estimator.get(source, {}))
+            results.update(entries)
     return results
 
 
@@ -331,16 +329,25 @@ def evaluate(model, datamodule, settings, run_dir: str | Path, loggers=()) -> tu
     return results, notes
 
 
-def evaluate_into_metrics(model, datamodule, settings, metrics: dict, loggers=()) -> dict:
+def evaluate_into_metrics(
+    model, datamodule, settings, metrics: dict, loggers=(), checkpoint: str | None = None
+) -> dict:
     """Evaluate and write `metrics.json` in `metrics["run_dir"]` with `eval` (and
-    `eval_notes`) added. A failure is recorded as `eval_error`, with the command that
+    `eval_notes`) added. `checkpoint` names the weights `model` holds (e.g. loaded from a
+    file); None: the trained model, scored as `eval.checkpoint` says (`best`: the run's
+    best checkpoint). A failure is recorded as `eval_error`, with the command that
     re-runs the evaluation alone; the training results (and an earlier `eval`) stay.
     Samplers this model cannot run raise ValueError before anything is written (training
     refuses them before it starts: `config_check`)."""
     run_dir = Path(metrics["run_dir"])
     check_samplers(model, settings)  # before anything is computed or written
     try:
+        if checkpoint is None:
+            choice = settings.get("checkpoint", "last")
+            model, checkpoint = estimators.weights_to_score(model, run_dir, choice)
         results, notes = evaluate(model, datamodule, settings, run_dir, loggers)
+        for entry in results.values():
+            entry["checkpoint"] = checkpoint
     except Exception as error:
         metrics["eval_error"] = f"{type(error).__name__}: {error}"
         log.error(

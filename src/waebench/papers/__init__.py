@@ -1,12 +1,30 @@
 """The papers whose tables waebench reproduces, one module each: its protocol table (every
-setting of its `*_paper` experiments beside the official code's) and its published numbers."""
+setting of its `*_paper` experiments beside the official code's) and its published numbers,
+each with the estimator that produced it. docs/protocols.md is written from them
+(`python -m waebench.papers`)."""
 
 from __future__ import annotations
 
 from waebench.papers import rae, wae
-from waebench.papers.base import Paper, PublishedValue, Setting
+from waebench.papers.base import (
+    NOT_APPLICABLE,
+    Paper,
+    PublishedValue,
+    Setting,
+    estimator_differences,
+    same_value,
+)
 
 PAPERS: tuple[Paper, ...] = (wae.PAPER, rae.PAPER)
 PUBLISHED: tuple[PublishedValue, ...] = tuple(v for paper in PAPERS for v in paper.published)
 
-__all__ = ["PAPERS", "PUBLISHED", "Paper", "PublishedValue", "Setting"]
+__all__ = [
+    "NOT_APPLICABLE",
+    "PAPERS",
+    "PUBLISHED",
+    "Paper",
+    "PublishedValue",
+    "Setting",
+    "estimator_differences",
+    "same_value",
+]

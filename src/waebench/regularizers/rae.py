@@ -9,7 +9,8 @@ The decoder regularization (`decoder_regularizer`):
 - `none`: plain RAE (the paper's "RAE" row: L_Z alone, no L_REG);
 - `l2` (RAE-L2): L_REG = sum of the squared weights of the decoder's Linear and
   convolution layers (biases and normalisation layers excluded), as Keras' `l2` kernel
-  regularizer in the official code;
+  regularizer in the official code; `l2_layers: convolutions` leaves the Linear layers out
+  (the official code's MNIST decoder, whose first dense layer has no regularizer);
 - `gp` (RAE-GP): L_REG = mean_i ||grad_{z_i} sum_b ||G(z_b)||^2||^2, on the codes z of the
   batch and the decoded images G(z) in the data's range. The official code differentiates
   the squared output, not G itself (the paper writes ||grad D(E(x))||^2); with batch norm
@@ -33,13 +34,19 @@ from waebench.prior import GaussianPrior
 from waebench.regularizers.base import Codes, LatentRegularizer
 
 DECODER_REGULARIZERS = ("none", "l2", "gp")
+L2_LAYERS = ("all", "convolutions")
 NETWORKS = ("encoder", "decoder")
 
 
-def weight_norm_squared(network: nn.Module) -> torch.Tensor:
-    """sum of w^2 over the weights of rank >= 2 (Linear and convolution kernels)."""
-    weights = [p for p in network.parameters() if p.ndim >= 2]
-    return torch.stack([w.pow(2).sum() for w in weights]).sum()
+def weight_norm_squared(network: nn.Module, layers: str = "all") -> torch.Tensor:
+    """sum of w^2 over the weights of rank >= 2 (Linear and convolution kernels; with
+    `layers="convolutions"` the convolution kernels only)."""
+    if layers == "convolutions":
+        convolutions = [m for m in network.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+        parameters = [p for m in convolutions for p in m.parameters()]
+    else:
+        parameters = list(network.parameters())
+    return torch.stack([w.pow(2).sum() for w in parameters if w.ndim >= 2]).sum()
 
 
 def output_gradient_penalty(z: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -58,6 +65,7 @@ class RAEPenalty(LatentRegularizer):
         weight: float = 4.9e-3,
         decoder_regularizer: str = "none",
         decoder_weight: float = 0.0,
+        l2_layers: str = "all",
         spectral_norm: list[str] | tuple[str, ...] = (),
         power_iterations: int = 1,
         gaussian_encoder: bool = False,
@@ -66,6 +74,10 @@ class RAEPenalty(LatentRegularizer):
             raise ValueError(
                 f"regularizer.decoder_regularizer={decoder_regularizer!r}; valid values: "
                 f"{', '.join(DECODER_REGULARIZERS)}"
+            )
+        if l2_layers not in L2_LAYERS:
+            raise ValueError(
+                f"regularizer.l2_layers={l2_layers!r}; valid values: {', '.join(L2_LAYERS)}"
             )
         unknown = [n for n in spectral_norm if n not in NETWORKS]
         if unknown:
@@ -76,6 +88,7 @@ class RAEPenalty(LatentRegularizer):
         super().__init__(weight, gaussian_encoder)
         self.decoder_regularizer = decoder_regularizer
         self.decoder_weight = float(decoder_weight)
+        self.l2_layers = l2_layers
         self.spectral_norm, self.power_iterations = tuple(spectral_norm), int(power_iterations)
         self.has_decoder_penalty = decoder_regularizer != "none"
         self.differentiates_decoder_twice = decoder_regularizer == "gp"
@@ -98,5 +111,5 @@ class RAEPenalty(LatentRegularizer):
         x_hat: torch.Tensor | None,
     ) -> torch.Tensor:
         if self.decoder_regularizer == "l2":
-            return weight_norm_squared(decoder)
+            return weight_norm_squared(decoder, self.l2_layers)
         return output_gradient_penalty(z, generate(z) if x_hat is None else x_hat)

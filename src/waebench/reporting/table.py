@@ -2,7 +2,8 @@
 are metrics, cells are mean ± std over the seeds of the completed runs.
 
 FID columns are keyed by their settings (metric, feature extractor, number of generated and of
-real images, real split): numbers computed differently never share a column.
+real images, real split, and the estimator: checkpoint, sampler, reconstructions' codes,
+interpolation pairs): numbers computed differently never share a column.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from waebench.papers import PUBLISHED
+from waebench.papers.base import ESTIMATOR_FIELDS
 from waebench.reporting.runs import Run
 from waebench.run.record import NOT_MODEL_KEYS, Status, flatten
 
-FID_SETTINGS = ("extractor", "num_fake", "num_real", "real")
+FID_SETTINGS = ("extractor", *ESTIMATOR_FIELDS)
 # Non-FID columns, in table order: (name in metrics.json's `eval`, title).
 OTHER_COLUMNS = (
     ("mse/test", "reconstruction MSE/pixel"),
@@ -33,6 +35,7 @@ FID_TITLES = {
     "fid/samples/prior": "FID samples",
     "fid/samples/gaussian": "FID samples (Gaussian fitted to the codes)",
     "fid/samples/gmm": "FID samples (GMM)",
+    "fid/samples/dpgmm": "FID samples (Dirichlet-process GMM)",
     "fid/samples/two_stage": "FID samples (two-stage VAE)",
     "fid/samples/flow": "FID samples (flow)",
     "fid/reconstructions": "FID reconstructions",

@@ -6,6 +6,9 @@ names them and `eval.sampler.<name>` holds each one's settings (conf/eval/defaul
 `auto` is the N column of Ghosh et al. 2020's Table 1: the prior where the model's
 regularizer pulls the codes toward one (`LatentRegularizer.uses_prior`), else a Gaussian
 fitted to the training codes. `prior` on a model without a prior is refused.
+
+`describe(name, settings)` is the short account of a sampler that a FID entry records
+(`sampler`) and that a published number names (docs/protocols.md).
 """
 
 from __future__ import annotations
@@ -18,13 +21,20 @@ import torch
 from waebench.prior import GaussianPrior
 from waebench.samplers.flow import INSTALL, FlowSampler, zuko_available
 from waebench.samplers.gaussian import GaussianSampler
-from waebench.samplers.gmm import GMMSampler
+from waebench.samplers.gmm import DPGMMSampler, GMMSampler
 from waebench.samplers.prior import PriorSampler
-from waebench.samplers.two_stage import TwoStageVAESampler
+from waebench.samplers.two_stage import TwoStageVAESampler, resolve_settings
 
 SAMPLERS = {
     cls.name: cls
-    for cls in (PriorSampler, GaussianSampler, GMMSampler, TwoStageVAESampler, FlowSampler)
+    for cls in (
+        PriorSampler,
+        GaussianSampler,
+        GMMSampler,
+        DPGMMSampler,
+        TwoStageVAESampler,
+        FlowSampler,
+    )
 }
 AUTO = "auto"
 CHOICES = (AUTO, *SAMPLERS)
@@ -48,10 +58,17 @@ def resolve(names: Sequence[str], uses_prior: bool) -> list[str]:
     return out
 
 
-def problems(names: Any, uses_prior: bool | None, regularizer: str = "") -> list[str]:
+def problems(
+    names: Any,
+    uses_prior: bool | None,
+    regularizer: str = "",
+    settings: Mapping[str, Any] | None = None,
+) -> list[str]:
     """What is wrong with `eval.samplers=names` (for a model whose regularizer `uses_prior`;
-    None: not known yet): not a list, unknown names, `prior` without a prior, `flow` without
-    zuko. One line each, naming the option and the fix."""
+    None: not known yet) and the samplers' `settings` (`eval.sampler`): not a list, unknown
+    names, `prior` without a prior, `flow` without zuko, a two-stage option out of its
+    choices. One line each, naming the option and the fix (numeric ranges:
+    `waebench.config_check.RANGES`)."""
     if isinstance(names, str) or not isinstance(names, Sequence):
         return [f"eval.samplers={names!r}: must be a list of {', '.join(CHOICES)}"]
     try:
@@ -69,6 +86,10 @@ def problems(names: Any, uses_prior: bool | None, regularizer: str = "") -> list
         )
     if "flow" in resolved and not zuko_available():
         found.append(f"eval.samplers: `flow`: {INSTALL}")
+    try:
+        resolve_settings(dict((settings or {}).get(TwoStageVAESampler.name) or {}))
+    except ValueError as error:
+        found.append(str(error))
     return found
 
 
@@ -78,26 +99,46 @@ def build(
     prior: GaussianPrior,
     codes: Callable[[], torch.Tensor],
     seed: int = 0,
+    stds: Callable[[], torch.Tensor | None] | None = None,
+    device: str | torch.device = "cpu",
 ):
     """The sampler `name` (a resolved name: not `auto`) with its `settings`
     (`eval.sampler.<name>`, may be absent); `codes()` gives the training codes, computed only
-    for the samplers fitted to them."""
+    for the samplers fitted to them; the two-stage VAE also takes their posterior standard
+    deviations `stds()` (for `train_codes: sample`) and, where its `device` option says so,
+    fits on `device`."""
     cls = SAMPLERS[name]
     if cls is PriorSampler:
         return PriorSampler(prior)
-    return cls(codes(), seed=seed, **dict(settings.get(name) or {}))
+    options = dict(settings.get(name) or {})
+    if cls is TwoStageVAESampler:
+        sample_posterior = resolve_settings(options)["train_codes"] == "sample"
+        options.update(stds=stds() if stds and sample_posterior else None)
+        options["evaluation_device"] = device
+    return cls(codes(), seed=seed, **options)
+
+
+def describe(name: str, settings: Mapping[str, Any] | None = None) -> str:
+    """A sampler with the settings that decide its law (`eval.sampler.<name>`, those set),
+    e.g. `prior`, `dpgmm(max_iter=100, n_components=10)`, `two_stage(beta=0.0015,
+    preset=rae)`: what a FID entry records as its `sampler`, and a published number too."""
+    options = dict((settings or {}).get(name) or {})
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if v is not None)
+    return f"{name}({shown})" if shown else name
 
 
 __all__ = [
     "AUTO",
     "CHOICES",
     "SAMPLERS",
+    "DPGMMSampler",
     "FlowSampler",
     "GMMSampler",
     "GaussianSampler",
     "PriorSampler",
     "TwoStageVAESampler",
     "build",
+    "describe",
     "problems",
     "resolve",
 ]

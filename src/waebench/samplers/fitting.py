@@ -52,3 +52,71 @@ def adam_on_minibatches(
     finally:
         torch.set_num_threads(threads)
     return value.item()
+
+
+class KerasPlateau:
+    """Keras' ReduceLROnPlateau rule (min_delta 1e-4, absolute): `step(loss)` is True when
+    the lr is to be cut, after `patience` epochs in a row without a loss below the best
+    minus 1e-4; the count restarts after a cut. (torch's ReduceLROnPlateau cuts one epoch
+    later for the same patience: torch's patience = Keras' patience - 1.)"""
+
+    def __init__(self, patience: int, min_delta: float = 1e-4) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.wait = float("inf"), 0
+
+    def step(self, loss: float) -> bool:
+        if loss < self.best - self.min_delta:
+            self.best, self.wait = loss, 0
+            return False
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.wait = 0
+            return True
+        return False
+
+
+def adam_on_epochs(
+    loss: Callable[[torch.Tensor, float], torch.Tensor],
+    parameters: Iterable[torch.nn.Parameter],
+    data: Callable[[int], torch.Tensor],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    validation: Callable[[], torch.Tensor] | None = None,
+    plateau_patience: int | None = None,
+    lr_halving_epochs: int | None = None,
+) -> float:
+    """`epochs` passes of Adam over `data(epoch)` (the training data of that epoch, which may
+    be drawn anew) in a random order of batches of `batch_size` (the last one smaller), as
+    Keras' `fit` and Dai & Wipf's loop do; returns the last training loss. The lr halves
+    every `lr_halving_epochs` epochs (Dai & Wipf), or when the mean loss on `validation()`
+    has not improved for `plateau_patience` epochs (`KerasPlateau`, factor 0.5)."""
+    generator = torch.Generator().manual_seed(seed)
+    parameters = list(parameters)
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    plateau = KerasPlateau(plateau_patience) if plateau_patience else None
+    value = torch.tensor(float("nan"))
+    with torch.enable_grad():
+        for epoch in range(epochs):
+            if lr_halving_epochs:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * 0.5 ** (epoch // lr_halving_epochs)
+            x = data(epoch)
+            batches = torch.randperm(len(x), generator=generator).split(batch_size)
+            for i, rows in enumerate(batches):
+                value = loss(x[rows.to(x.device)], (epoch + i / len(batches)) / epochs)
+                optimizer.zero_grad(set_to_none=True)
+                value.backward()
+                optimizer.step()
+            if plateau is None or validation is None:
+                continue
+            with torch.no_grad():
+                held_out = validation()
+                current = sum(
+                    loss(b, 1.0).item() * len(b) for b in held_out.split(batch_size)
+                ) / len(held_out)
+            if plateau.step(current):
+                for group in optimizer.param_groups:
+                    group["lr"] *= 0.5
+    return value.item()
