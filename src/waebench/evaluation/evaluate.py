@@ -1,8 +1,9 @@
 """Evaluate a trained model: FID of the decoded samples of each sampler (the prior,
 laws fitted to the training codes), of test reconstructions and of decoded
 interpolations in each feature space, test reconstruction error, latent MMD,
-KL (VAEs), and the figures. Settings are the `eval` config group
-(conf/eval/default.yaml); results are the flat `eval` dict of metrics.json:
+KL (VAEs), and the figures. Settings are the typed `eval` settings (`EvalSettings`, built
+from conf/eval/default.yaml by the entry point); results are the flat `eval` dict of
+metrics.json, one entry per metric of `waebench.evaluation.definitions`:
 
     {"fid/samples/prior": {"value": 41.2, "extractor": "inception-v3-compat",
                            "num_fake": 10000, "num_real": 10000,
@@ -17,7 +18,6 @@ from __future__ import annotations
 import logging
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -33,25 +33,19 @@ from waebench.evaluation.fid import (
     to_uint8,
 )
 from waebench.evaluation.metrics import latent_mmd_entries, mean_kl, reconstruction_errors
+from waebench.evaluation.settings import EvalSettings, FeatureSpaceSettings
 from waebench.run.record import write_metrics
 from waebench.samplers import PriorSampler
 
 log = logging.getLogger(__name__)
 
-SWITCH_VALUES = (True, False, "auto")
 
-
-def switch(settings, name: str) -> bool | str:
-    value = settings[name]["enabled"]
-    if value not in SWITCH_VALUES:
-        raise ValueError(f"eval.{name}.enabled={value!r}; valid values: true, false, auto")
-    return value
-
-
-def feature_spaces(settings, datamodule, notes: list[str]) -> list[tuple[FeatureSpace, Any]]:
+def feature_spaces(
+    settings: EvalSettings, datamodule, notes: list[str]
+) -> list[tuple[FeatureSpace, FeatureSpaceSettings]]:
     """The feature spaces to compute FID in, each with its settings section."""
     spaces = []
-    inception = switch(settings, "inception")
+    inception = settings.inception.enabled
     if inception is True:
         weights = require_inception_weights(settings.inception.weights)
         spaces.append((FeatureSpace(INCEPTION, str(weights)), settings.inception))
@@ -66,7 +60,7 @@ def feature_spaces(settings, datamodule, notes: list[str]) -> list[tuple[Feature
             )
         else:
             spaces.append((FeatureSpace(INCEPTION, str(weights)), settings.inception))
-    use_classifier = switch(settings, "classifier")
+    use_classifier = settings.classifier.enabled
     labelled = datamodule.name in classifier.LABELLED_DATASETS
     if use_classifier is True or (use_classifier == "auto" and labelled):
         weights, meta = classifier.classifier_weights(
@@ -118,27 +112,11 @@ def encode_split(model, datamodule, images: torch.Tensor, batch_size: int) -> to
     )
 
 
-def configured_samplers(settings) -> list[str]:
-    """`eval.samplers` of an evaluation config (a mapping); one from before that list
-    (switches `fid.prior`, `fid.gmm`) gives the samplers it ran."""
-    if "samplers" in settings:
-        return list(settings["samplers"])
-    fid = settings.get("fid") or {}
-    return [name for name in ("prior", "gmm") if fid.get(name, name == "prior")]
-
-
-def sampler_settings(settings) -> dict:
-    """`eval.sampler` of an evaluation config; an older one's `gmm_components` for the GMM."""
-    if "sampler" in settings:
-        return settings["sampler"]
-    return {"gmm": {"n_components": settings.get("gmm_components", 10)}}
-
-
-def check_samplers(model, settings) -> None:
+def check_samplers(model, settings: EvalSettings) -> None:
     """Refuse `eval.samplers` that this model cannot run (see `waebench.samplers.problems`)."""
     regularizer = type(model.regularizer)
     found = samplers.problems(
-        configured_samplers(settings),
+        list(settings.samplers),
         regularizer.uses_prior,
         f"`{regularizer.name}` ({regularizer.__name__})",
     )
@@ -155,7 +133,9 @@ def midpoints(codes: torch.Tensor, count: int, seed: int) -> torch.Tensor:
     return (codes[a] + codes[b]) / 2
 
 
-def generated_images(model, datamodule, settings, count: int) -> dict[str, torch.Tensor]:
+def generated_images(
+    model, datamodule, settings: EvalSettings, count: int
+) -> dict[str, torch.Tensor]:
     """uint8 images per FID input: `samples/<sampler>` for each of `eval.samplers`,
     `reconstructions` and `interpolations` (when on)."""
     decode = partial(
@@ -171,23 +151,25 @@ def generated_images(model, datamodule, settings, count: int) -> dict[str, torch
             )
         return train_codes[0]
 
-    names = samplers.resolve(configured_samplers(settings), model.regularizer.uses_prior)
+    names = samplers.resolve(list(settings.samplers), model.regularizer.uses_prior)
     for name in names:
-        sampler = samplers.build(name, sampler_settings(settings), model.prior, codes, seed)
+        sampler = samplers.build(name, settings.sampler or {}, model.prior, codes, seed)
         images[f"samples/{name}"] = decode(model, sampler.sample(count, seed))
-    fid = settings.get("fid", {})
     test = datamodule.splits[settings.split][0]
-    if fid.get("reconstructions", False):
+    if settings.fid.reconstructions:
         images["reconstructions"] = reconstruct_images(model, datamodule, test[:count], batch)
-    if fid.get("interpolations", False):
+    if settings.fid.interpolations:
         test_codes = encode_split(model, datamodule, test, batch)
         images["interpolations"] = decode(model, midpoints(test_codes, count, seed))
     return images
 
 
-def fidelity_entries(source: str, fake, real: RealImages, space: FeatureSpace, settings, cuda):
+def fidelity_entries(
+    source: str, fake, real: RealImages, space: FeatureSpace, settings: EvalSettings, cuda
+) -> dict[str, dict]:
     """The `eval` entries of one image set in one feature space: fid/<source>, and
-    kid/<source>, prc/<source>/{precision,recall} when on."""
+    kid/<source>, prc/<source>/{precision,recall} when on. Samples record their sampler's
+    options (`sampler`) when it has any."""
     out = fidelity_metrics(
         fake, real, space, settings.cache_dir, kid=settings.kid, prc=settings.prc,
         batch_size=settings.batch_size, cuda=cuda, seed=settings.seed,
@@ -198,22 +180,26 @@ def fidelity_entries(source: str, fake, real: RealImages, space: FeatureSpace, s
         "num_fake": len(fake),
         "num_real": len(real.images),
         "real": real.name,
-        "seed": settings.seed,
     }
-    entries = {f"fid/{source}{suffix}": {"value": out["frechet_inception_distance"], **common}}
+    sampler = source.removeprefix("samples/") if source.startswith("samples/") else None
+    options = dict((settings.sampler or {}).get(sampler) or {}) if sampler else {}
+    if options:
+        common["sampler"] = options
+    values = {f"fid/{source}": {"value": out["frechet_inception_distance"]}}
     if settings.kid:
-        entries[f"kid/{source}{suffix}"] = {
+        values[f"kid/{source}"] = {
             "value": out["kernel_inception_distance_mean"],
             "std": out["kernel_inception_distance_std"],
-            **common,
         }
     if settings.prc:
         for name in ("precision", "recall"):
-            entries[f"prc/{source}/{name}{suffix}"] = {"value": out[name], **common}
-    return entries
+            values[f"prc/{source}/{name}"] = {"value": out[name]}
+    return {
+        key + suffix: {**value, **common, **settings.recorded(key)} for key, value in values.items()
+    }
 
 
-def fid_results(model, datamodule, settings, notes: list[str]) -> dict[str, dict]:
+def fid_results(model, datamodule, settings: EvalSettings, notes: list[str]) -> dict[str, dict]:
     spaces = feature_spaces(settings, datamodule, notes)
     if not spaces:
         return {}
@@ -232,7 +218,7 @@ def fid_results(model, datamodule, settings, notes: list[str]) -> dict[str, dict
     return results
 
 
-def test_results(model, datamodule, settings) -> dict[str, dict]:
+def test_results(model, datamodule, settings: EvalSettings) -> dict[str, dict]:
     """rec/test, mse/test, latent_mmd/test and (Gaussian encoders) latent_mmd_means/test
     and kl/test."""
     images = datamodule.splits[settings.split][0]
@@ -248,10 +234,12 @@ def test_results(model, datamodule, settings) -> dict[str, dict]:
     results.update(latent_mmd_entries(model, x_codes, settings.batch_size, settings.seed, split))
     if model.regularizer.gaussian_encoder:
         results["kl/test"] = {"value": mean_kl(model, x, settings.batch_size), **common}
-    return results
+    return {key: {**entry, **settings.recorded(key)} for key, entry in results.items()}
 
 
-def write_figures(model, datamodule, settings, run_dir: Path, notes: list[str]) -> list[Path]:
+def write_figures(
+    model, datamodule, settings: EvalSettings, run_dir: Path, notes: list[str]
+) -> list[Path]:
     """The PNG figures in `run_dir` (see docs/evaluation.md for the list)."""
     uint8 = partial(to_uint8, value_range=datamodule.value_range)
     n, seed = settings.figures.n_images, settings.seed
@@ -297,14 +285,15 @@ def write_figures(model, datamodule, settings, run_dir: Path, notes: list[str]) 
 
 
 def resolve_device(name: str) -> torch.device:
+    """`eval.device` (auto, cpu or cuda: checked by `EvalSettings`) as a torch device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"eval.device={name!r}; valid values: auto, cpu, cuda")
     return torch.device(name)
 
 
-def evaluate(model, datamodule, settings, run_dir: str | Path, loggers=()) -> tuple[dict, list]:
+def evaluate(
+    model, datamodule, settings: EvalSettings, run_dir: str | Path, loggers=()
+) -> tuple[dict, list]:
     """All metrics (the `eval` dict) and notes on what was skipped; figures go to `run_dir`
     and, with their values, to the loggers that take images (wandb)."""
     run_dir = Path(run_dir)
@@ -331,7 +320,9 @@ def evaluate(model, datamodule, settings, run_dir: str | Path, loggers=()) -> tu
     return results, notes
 
 
-def evaluate_into_metrics(model, datamodule, settings, metrics: dict, loggers=()) -> dict:
+def evaluate_into_metrics(
+    model, datamodule, settings: EvalSettings, metrics: dict, loggers=()
+) -> dict:
     """Evaluate and write `metrics.json` in `metrics["run_dir"]` with `eval` (and
     `eval_notes`) added. A failure is recorded as `eval_error`, with the command that
     re-runs the evaluation alone; the training results (and an earlier `eval`) stay.
@@ -358,7 +349,7 @@ def evaluate_into_metrics(model, datamodule, settings, metrics: dict, loggers=()
     return metrics
 
 
-def score_images(images: torch.Tensor, datamodule, settings) -> tuple[dict, list]:
+def score_images(images: torch.Tensor, datamodule, settings: EvalSettings) -> tuple[dict, list]:
     """FID (`fid/images`, plus KID / precision-recall when on) of uint8 `images` made
     elsewhere against the real split, in each enabled feature space."""
     datamodule.setup()

@@ -6,12 +6,17 @@ from __future__ import annotations
 import torch
 from sklearn.mixture import GaussianMixture
 
+from waebench.config_check import at_least
+
 
 class GMMSampler:
     """z ~ an `n_components` full-covariance Gaussian mixture fitted (scikit-learn, EM) to
     the codes of the training set."""
 
     name = "gmm"
+    label = "GMM"
+    title = "a Gaussian mixture fitted to the training codes"
+    options = {"n_components": at_least(1)}  # the ranges of eval.sampler.gmm
     needs_prior = False
 
     def __init__(self, codes: torch.Tensor, seed: int = 0, n_components: int = 10) -> None:

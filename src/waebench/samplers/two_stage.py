@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from waebench.config_check import BOOLEAN, Range, at_least, positive
 from waebench.samplers.fitting import Standardized, adam_on_minibatches
 
 
@@ -51,6 +52,17 @@ class TwoStageVAESampler:
     about 0; a short fit leaves gamma larger, and the mean alone is too concentrated)."""
 
     name = "two_stage"
+    label = "2-stage"
+    title = "a second VAE trained on the training codes"
+    options = {  # the ranges of eval.sampler.two_stage
+        "hidden": at_least(1),
+        "layers": at_least(1),
+        "steps": at_least(1),
+        "batch_size": at_least(2),
+        "lr": positive(),
+        "kl_warmup": Range(False, 0.0, 1.0),
+        "decoder_noise": BOOLEAN,
+    }
     needs_prior = False
 
     def __init__(
