@@ -92,6 +92,17 @@ def test_every_shipped_eval_config_builds_its_typed_settings(tmp_path, overrides
     assert settings.recorded("fid/samples/gmm") == {"seed": settings.seed}
 
 
+def test_the_overrides_of_a_runs_settings_give_them_back_to_waebench_eval(tmp_path):
+    """The command that fills a missing evaluation evaluates with the run's own settings."""
+    study = EvalSettings.from_config(
+        compose_config("train", tmp_path / "a", ["sweep=mnist_study"]).eval
+    )
+    overrides = study.overrides()
+    assert "eval.inception.enabled=false" in overrides and "eval.batch_size" not in str(overrides)
+    again = compose_config("eval", tmp_path / "b", [f"ckpt_path={tmp_path}", *overrides]).eval
+    assert EvalSettings.from_config(again).numbers_settings() == study.numbers_settings()
+
+
 def test_an_older_eval_section_is_read_as_the_samplers_and_options_it_ran():
     """The `eval` section of a run from before `eval.samplers` (commit 162180f)."""
     older = OmegaConf.load(CONFIG_DIR / "eval" / "default.yaml")

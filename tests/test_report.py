@@ -226,7 +226,8 @@ def test_failed_runs_and_missing_evaluations_are_listed_with_the_command_that_fi
     assert "| diverged | loss is nan at step 12 |" in markdown
     assert "| unfinished | no metrics.json: still running, or killed |" in markdown
     assert (
-        f"| evaluation pending | fill it: `waebench-eval ckpt_path={tmp_path / 'ok'}`" in markdown
+        f"""| evaluation pending | fill it: `waebench-eval 'ckpt_path="{tmp_path / "ok"}"'`"""
+        in markdown
     )
     assert (
         "| WAE-GAN | 1/3: seed 0 evaluation pending; seed 1 diverged; seed 2 unfinished |"

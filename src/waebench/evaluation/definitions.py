@@ -219,7 +219,7 @@ def image_metrics() -> list[MetricDefinition]:
                     fmt=fmt,
                     index=index,
                     stands_in_for=host,
-                )  # fmt: skip
+                )
             )
     return out
 

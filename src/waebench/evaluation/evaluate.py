@@ -336,8 +336,8 @@ def evaluate_into_metrics(
         metrics["eval_error"] = f"{type(error).__name__}: {error}"
         log.error(
             "Evaluation failed: %s\nThe training results and checkpoints in %s are saved. "
-            "Fix the cause, then evaluate alone with: waebench-eval ckpt_path=%s",
-            metrics["eval_error"], run_dir, run_dir,
+            "Fix the cause, then evaluate alone with: %s",
+            metrics["eval_error"], run_dir, settings.command(run_dir),
         )  # fmt: skip
     else:
         metrics.pop("eval_error", None)

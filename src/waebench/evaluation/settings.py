@@ -18,6 +18,7 @@ keep values of other settings in other columns (`definitions`).
 from __future__ import annotations
 
 import inspect
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from fnmatch import fnmatch
@@ -34,7 +35,8 @@ SWITCH = (True, False, "auto")
 def setting(check, *, numbers: bool = True, recorded: str | None = None):
     """A field checked by `check` (`accepts`, `describe`). `numbers=False`: it changes no
     number (where to cache, which device), so runs that differ in it can share a page.
-    `recorded`: the entries (fnmatch on their key) that record its value."""
+    `recorded`: the entries that record its value (an fnmatch pattern of their key without
+    its `@<extractor>`, e.g. "fid/reconstructions" or "*")."""
     return field(metadata={"check": check, "numbers": numbers, "recorded": recorded})
 
 
@@ -163,15 +165,24 @@ class EvalSettings:
         (conf/eval/default.yaml), for the settings that change a number; e.g. the
         `waebench-eval` command that re-runs an evaluation."""
         mine = self.numbers_settings()
-        theirs = (defaults or default_settings()).numbers_settings()
+        defaults = defaults or default_settings()
+        theirs = defaults.numbers_settings()
+        for name, options in (defaults.sampler or {}).items():  # every sampler's defaults
+            theirs[f"eval.sampler.{name}"] = dict(options or {})
         out = []
         for key, value in mine.items():
-            if value != theirs.get(key):
-                if isinstance(value, Mapping):
-                    out += [f"{key}.{k}={shown(v)}" for k, v in value.items()]
-                else:
-                    out.append(f"{key}={shown(value)}")
+            default = theirs.get(key)
+            if isinstance(value, Mapping):
+                default = default if isinstance(default, Mapping) else {}
+                out += [f"{key}.{k}={shown(v)}" for k, v in value.items() if default.get(k) != v]
+            elif value != default:
+                out.append(f"{key}={shown(value)}")
         return out
+
+    def command(self, run_dir: str | Path) -> str:
+        """The `waebench-eval` command that evaluates the run folder with these settings
+        (the path quoted for Hydra: sweep folders have `=` and `,` in their names)."""
+        return shlex.join(["waebench-eval", f'ckpt_path="{run_dir}"', *self.overrides()])
 
 
 class EvalSettingsError(ValueError):

@@ -4,7 +4,6 @@ settings in today's form (`waebench.evaluation.legacy`), and the model's name in
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -152,8 +151,7 @@ class Run:
     @property
     def eval_command(self) -> str:
         """The `waebench-eval` command that (re-)runs its evaluation with its settings."""
-        overrides = self.eval_settings.overrides()
-        return shlex.join(["waebench-eval", f"ckpt_path={self.run_dir}", *overrides])
+        return self.eval_settings.command(self.run_dir)
 
     @property
     def model(self) -> str:
