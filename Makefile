@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev quickstart study test lint benchmark gpu-bundle clean
+.PHONY: install install-dev quickstart study publish publish-index test lint benchmark gpu-bundle clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,23 @@ study:
 	status=$$?; \
 	$(BIN)/waebench-report --page $(STUDY_DIR) --out $(STUDY_DIR)/page \
 		--command 'make study DATASET=$(DATASET) STUDY_ARGS="$(STUDY_ARGS)"' && exit $$status
+
+# Re-render the published page of a study (docs/results/<DATASET>/) from its runs (after
+# `make study DATASET=...`), with the person's notes of docs/results/<DATASET>/notes.yaml;
+# then the index docs/results/README.md from both studies, with the prose of
+# docs/results/notes.md. PAGE_ARGS: more options of `waebench-report --page`.
+RESULTS_DIR ?= docs/results
+PAGE_ARGS ?=
+INDEX_STUDIES ?= outputs/sweeps/mnist_study outputs/sweeps/fmnist_study
+PAGE_NOTES = $(wildcard $(RESULTS_DIR)/$(DATASET)/notes.yaml)
+publish:
+	$(BIN)/waebench-report --page $(STUDY_DIR) --out $(RESULTS_DIR)/$(DATASET) \
+		$(if $(PAGE_NOTES),--notes $(PAGE_NOTES),) --command 'make study DATASET=$(DATASET)' \
+		$(PAGE_ARGS)
+
+publish-index:
+	$(BIN)/waebench-report --index $(INDEX_STUDIES) --out $(RESULTS_DIR) \
+		$(if $(wildcard $(RESULTS_DIR)/notes.md),--notes $(RESULTS_DIR)/notes.md,)
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -25,6 +25,7 @@ from PIL import Image
 from waebench.eval import evaluate_checkpoint
 from waebench.evaluation import evaluate
 from waebench.evaluation.images import load_images
+from waebench.evaluation.settings import EvalSettings
 from waebench.regularizers.mmd import PAPER_SCALES
 from waebench.samplers import PriorSampler
 from waebench.train import build_model, train
@@ -38,7 +39,7 @@ QUICK_EVAL = [
     "eval.latent_mmd_codes=300",
     "eval.figures.scatter_points=300",
 ]
-FID_SETTINGS = {"value", "extractor", "num_fake", "num_real", "real", "seed"}
+FID_SETTINGS = {"value", "extractor", "num_fake", "num_real", "real", "seed", "checkpoint"}
 
 
 @pytest.fixture(scope="module")
@@ -72,21 +73,22 @@ def test_evaluate_reports_every_metric_with_its_settings(tmp_path, cache_dir):
         "eval.kid=true", "eval.prc=true",
     )  # fmt: skip
     model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
-    results, notes = evaluate(model, datamodule, cfg.eval, tmp_path)
+    results, notes = evaluate(model, datamodule, EvalSettings.from_config(cfg.eval), tmp_path)
 
     space = "@classifier-digits"
-    for source, num_fake, estimator in (
-        ("samples/prior", 200, "sampler"),
-        ("samples/gmm", 200, "sampler"),
-        ("reconstructions", 200, "reconstruction"),
-        ("interpolations", 200, "interpolation"),
+    for source, recorded in (
+        ("samples/prior", set()),
+        ("samples/gmm", {"sampler"}),  # its options: a GMM of other settings is another column
+        ("reconstructions", {"reconstruction"}),  # how the images were made (docs/protocols.md)
+        ("interpolations", {"interpolation"}),
     ):
         entry = results[f"fid/{source}{space}"]
-        settings = FID_SETTINGS | {estimator}  # how the images were made (docs/protocols.md)
-        assert set(entry) == settings and np.isfinite(entry["value"]) and entry["value"] > 0
+        assert set(entry) == FID_SETTINGS | recorded
+        assert np.isfinite(entry["value"]) and entry["value"] > 0
         assert entry["extractor"] == "classifier-digits" and entry["real"] == "digits:test"
-        assert entry["num_fake"] == num_fake and entry["num_real"] == 359
-        assert {"std"} | settings == set(results[f"kid/{source}{space}"])
+        assert entry["num_fake"] == 200 and entry["num_real"] == 359
+        assert entry["checkpoint"] == "last"
+        assert {"std"} | FID_SETTINGS | recorded == set(results[f"kid/{source}{space}"])
         for name in ("precision", "recall"):
             assert 0 <= results[f"prc/{source}/{name}{space}"]["value"] <= 1
     assert "kl/test" not in results  # a deterministic encoder
@@ -100,6 +102,7 @@ def test_evaluate_reports_every_metric_with_its_settings(tmp_path, cache_dir):
     assert results["rec/test"]["value"] == pytest.approx(
         0.05 * (model.reconstruct(x) - x).pow(2).flatten(1).sum(1).mean().item(), rel=1e-5
     )
+    assert results["fid/samples/gmm" + space]["sampler"] == {"n_components": 10, "max_iter": 100}
     mmd = results["latent_mmd/test"]
     assert mmd["num_codes"] == 300 and mmd["base"] == 2 * 8 * 1.0
     prior = PriorSampler(model.prior).sample(300, seed=0).double().numpy()
@@ -110,7 +113,7 @@ def test_evaluate_reports_every_metric_with_its_settings(tmp_path, cache_dir):
 def test_vae_evaluation_reports_the_kl_term(tmp_path, cache_dir):
     cfg = config(tmp_path, cache_dir, "regularizer=kl", "eval.classifier.enabled=false")
     model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
-    results, notes = evaluate(model, datamodule, cfg.eval, tmp_path)
+    results, notes = evaluate(model, datamodule, EvalSettings.from_config(cfg.eval), tmp_path)
     assert not [k for k in results if k.startswith("fid/")]
     assert any("FID skipped" in note for note in notes)
     x = datamodule.to_float(datamodule.splits["test"][0])
@@ -140,7 +143,7 @@ def test_figures_have_the_expected_sizes(tmp_path, cache_dir, dataset, image_siz
     model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    evaluate(model, datamodule, cfg.eval, run_dir)
+    evaluate(model, datamodule, EvalSettings.from_config(cfg.eval), run_dir)
     n_test = 16 if dataset == "celeba" else 359
     expected = {
         "test_reconstructions.png": grid_size(2 * min(64, n_test) // 8, 8, image_size),
@@ -187,8 +190,8 @@ def test_training_survives_a_failed_evaluation_and_waebench_eval_completes_it(
     assert after["eval"]["rec/test"]["value"] == pytest.approx(saved["test"]["rec"], rel=1e-4)
     for name in ("test_reconstructions", "prior_samples", "interpolations"):
         assert (run_dir / f"{name}.png").is_file()
-    # One panel per loss term (loss, penalty, rec) from the CSV log.
-    assert Image.open(run_dir / "training_curves.png").size == (3 * 400, 350)
+    # One panel per loss term (loss, objective: validation only, penalty, rec) from the CSV log.
+    assert Image.open(run_dir / "training_curves.png").size == (4 * 400, 350)
 
 
 def test_images_load_from_npz_and_folders_in_any_layout(tmp_path):
@@ -255,7 +258,7 @@ def test_figures_and_values_go_to_an_offline_wandb_run(tmp_path, cache_dir, monk
     cfg = config(tmp_path, cache_dir, "eval.classifier.enabled=false")
     model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
     logger = WandbLogger(project="waebench-test", save_dir=str(tmp_path), offline=True)
-    evaluate(model, datamodule, cfg.eval, tmp_path, loggers=[logger])
+    evaluate(model, datamodule, EvalSettings.from_config(cfg.eval), tmp_path, loggers=[logger])
     logger.experiment.finish()
     (run,) = (tmp_path / "wandb").glob("offline-run-*")
     logged = {p.name.split("_")[0] for p in (run / "files" / "media" / "images" / "eval").iterdir()}
@@ -284,10 +287,10 @@ def test_latent_views_pca_and_tsne(tmp_path):
 def test_evaluation_on_a_gpu_matches_the_cpu(tmp_path, cache_dir):
     cfg = config(tmp_path, cache_dir, "eval.figures.enabled=false")
     model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
-    on_cpu, _ = evaluate(model, datamodule, cfg.eval, tmp_path)
+    on_cpu, _ = evaluate(model, datamodule, EvalSettings.from_config(cfg.eval), tmp_path)
     with open_dict(cfg):
         cfg.eval.device = "cuda"
-    on_gpu, _ = evaluate(model, datamodule, cfg.eval, tmp_path)
+    on_gpu, _ = evaluate(model, datamodule, EvalSettings.from_config(cfg.eval), tmp_path)
     assert next(model.parameters()).is_cuda
     for key, entry in on_cpu.items():
         assert on_gpu[key]["value"] == pytest.approx(entry["value"], rel=1e-3, abs=1e-4), key

@@ -26,13 +26,13 @@ from waebench.build import build_model
 from waebench.config_check import ConfigValueError, check_config
 from waebench.eval import evaluate_checkpoint
 from waebench.evaluation import estimators
+from waebench.evaluation.definitions import differences
 from waebench.model import load_model
 from waebench.papers import (
     NOT_APPLICABLE,
     PAPERS,
     Paper,
     PublishedValue,
-    estimator_differences,
     same_value,
 )
 from waebench.papers.document import markdown
@@ -149,7 +149,8 @@ def our_estimator(cfg: dict, metric: str) -> dict | None:
         uses_prior = get_class(cfg["regularizer"]["_target_"]).uses_prior
         if name not in samplers.resolve(evaluation["samplers"], uses_prior):
             return None
-        return {**fields, "sampler": samplers.describe(name, evaluation["sampler"])}
+        options = samplers.recorded_options(name, evaluation["sampler"])
+        return {**fields, **({"sampler": options} if options else {})}
     source = metric.removeprefix("fid/")
     if not evaluation["fid"][source]:
         return None
@@ -171,10 +172,8 @@ def estimator_problems(value: PublishedValue, experiments: dict[str, dict]) -> l
     ours = our_estimator(matching[0], value.metric)
     if ours is None:
         return [f"our {value.model} on {value.dataset} computes no {value.metric}"]
-    stated = dataclasses.replace(
-        value, settings=tuple((k, v) for k, v in value.settings if v != "not stated"), note=""
-    )
-    return estimator_differences(stated, ours)
+    stated = {k: v for k, v in value.settings if v != "not stated"}
+    return differences(ours, stated)
 
 
 PAPER_EXPERIMENTS = [
@@ -227,12 +226,19 @@ def test_each_published_number_stands_beside_ours_computed_alike(configs):
             assert problems == [], (paper.name, value.dataset, value.label, value.metric)
 
 
-def test_a_published_number_names_what_still_differs():
-    value = next(p for p in PAPERS if p.name == "RAE").published[0]
+def test_a_published_number_names_what_differs_from_ours():
+    """The comparison the reports use to put a published number beside ours: every setting
+    both state, a sampler's options one by one; what still differs is the number's note."""
+    rae = next(p for p in PAPERS if p.name == "RAE")
+    value = rae.published[0]
     entry = {key: v for key, v in value.settings}
-    assert estimator_differences(value, entry) == ([value.note] if value.note else [])
+    assert differences(entry, dict(value.settings)) == []
+    assert value.note.startswith("reconstructs 10,000 validation images")
     entry["checkpoint"] = "last"
-    assert estimator_differences(value, entry)[0] == "checkpoint: paper best, ours last"
+    assert differences(entry, dict(value.settings)) == ["checkpoint best (ours: last)"]
+    dpgmm = next(v for v in rae.published if v.metric == "fid/samples/dpgmm")
+    ours = {**dict(dpgmm.settings), "sampler": {"n_components": 1, "max_iter": 100}}
+    assert differences(ours, dict(dpgmm.settings)) == ["sampler n_components=10 (ours: 1)"]
 
 
 def test_the_committed_protocols_page_is_the_generated_one():
@@ -337,11 +343,11 @@ def test_the_best_checkpoints_weights_are_the_ones_scored(train_config):
 
 def test_estimator_options_are_refused_before_training(tmp_path):
     cases = [
-        (["eval.checkpoint=newest"], "eval.checkpoint=newest: valid values: last, best"),
+        (["eval.checkpoint=newest"], "eval.checkpoint=newest: must be one of last, best"),
         (["eval.checkpoint=best", "~callbacks.best_checkpoint"], "writes no best checkpoint"),
         (["eval.checkpoint=best", "trainer.limit_val_batches=0"], "runs no validation"),
-        (["eval.reconstruction=median"], "eval.reconstruction=median: valid values: mean"),
-        (["eval.interpolation=random"], "eval.interpolation=random: valid values: test_pairs"),
+        (["eval.reconstruction=median"], "eval.reconstruction=median: must be one of mean"),
+        (["eval.interpolation=random"], "eval.interpolation=random: must be one of test_pairs"),
     ]
     for i, (overrides, message) in enumerate(cases):
         run = tmp_path / f"run{i}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -18,6 +17,7 @@ from conftest import TINY, compose_train_config
 from omegaconf import OmegaConf
 from PIL import Image
 
+from waebench.evaluation.definitions import definition_of
 from waebench.report import main, report
 
 BIN = Path(sys.executable).parent
@@ -53,31 +53,19 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def ours(path: Path) -> list[dict[str, str]]:
-    """The CSV's rows of our runs (published rows, e.g. RAE's MNIST table, left out)."""
-    return [r for r in read_csv(path) if not r["published_source"]]
-
-
-def column_for(header: list[str], title: str, settings: dict) -> str:
-    """The one CSV column (without its ' mean' suffix) of this metric with these settings."""
-    names = {h.rsplit(" ", 1)[0] for h in header if h.endswith(" mean")}
-    matches = []
-    for name in names:
-        base, _, details = name.partition(" [")
-        parts = details.rstrip("]").split(", ")
-        if base == title and all(f"{k}={v}" in parts for k, v in settings.items()):
-            matches.append(name)
-    assert len(matches) == 1, (title, settings, names)
-    return matches[0]
-
-
-TITLES = {
-    "fid/samples/prior": "FID samples",
-    "fid/reconstructions": "FID reconstructions",
-    "mse/test": "reconstruction MSE/pixel",
-    "rec/test": "test reconstruction cost",
-    "latent_mmd/test": "latent MMD",
-}
+def numbers(path: Path, metric: str) -> list[dict]:
+    """The numbers of one metric in `<dataset>.csv` (a line per model, a column per metric
+    key and its settings as JSON), one dict per model and settings that has one."""
+    found = []
+    for row in read_csv(path):
+        for header in row:
+            name, _, part = header.rpartition(" ")
+            key, _, settings = name.partition(" ")
+            if part == "mean" and key == metric and row[header]:
+                found.append({"model": row["model"], "settings": json.loads(settings),
+                              "mean": row[header], "std": row[f"{name} std"],
+                              "n": row[f"{name} n"]})  # fmt: skip
+    return found
 
 
 @pytest.mark.slow
@@ -88,27 +76,26 @@ def test_report_of_a_multirun_matches_its_runs_cell_by_cell(two_seed_sweep):
     out = two_seed_sweep / "report"
     subprocess.run([str(BIN / "waebench-report"), str(sweep), "--out", str(out)], check=True,
                    capture_output=True)  # fmt: skip
-    (row,) = read_csv(out / "digits.csv")
-    assert (row["model"], row["runs_completed"], row["runs_total"]) == ("WAE-MMD", "2", "2")
     markdown = (out / "report.md").read_text()
-    checked = 0
-    for name in runs[0]["eval"]:
-        metric = name.split("@")[0]
-        if metric not in TITLES:
-            continue
-        entries = [r["eval"][name] for r in runs]
-        settings = {k: entries[0][k] for k in ("extractor", "num_fake") if k in entries[0]}
-        column = column_for(list(row), TITLES[metric], settings)
-        values = [e["value"] for e in entries]
+    for name in runs[0]["eval"]:  # every metric of the record, none dropped
+        definition = definition_of(name)
+        (line,) = numbers(out / "digits.csv", definition.key)
+        assert line["model"] == "WAE-MMD"
+        values = [r["eval"][name]["value"] for r in runs]
         mean, std = statistics.fmean(values), statistics.stdev(values)
-        assert float(row[f"{column} mean"]) == pytest.approx(mean, rel=1e-12)
-        assert float(row[f"{column} std"]) == pytest.approx(std, rel=1e-12)
-        assert row[f"{column} n"] == "2"
-        assert f"{mean:.4g} ± {std:.2g} (n=2)" in markdown
-        checked += 1
-    assert checked == 5  # FID of samples and of reconstructions, MSE, cost, latent MMD
+        assert float(line["mean"]) == pytest.approx(mean, rel=1e-12)
+        assert float(line["std"]) == pytest.approx(std, rel=1e-12)
+        assert line["n"] == "2"
+        assert f"| {definition.format(mean, std)} " in markdown
+        if "extractor" in runs[0]["eval"][name]:
+            assert line["settings"]["extractor"] == "classifier-digits"
+    penalties = [r["test"]["penalty"] for r in runs]
+    (line,) = numbers(out / "digits.csv", "test/penalty")
+    assert float(line["mean"]) == pytest.approx(statistics.fmean(penalties), rel=1e-12)
+    assert "Mean ± sample standard deviation over 2 seeds per model (seeds 0, 1)" in markdown
     assert "All runs completed." in markdown
-    assert "\\begin{tabular}" in (out / "digits.tex").read_text()
+    assert "\\toprule" in (out / "digits.tex").read_text()
+    assert (out / "digits-test.csv").is_file() and "[CSV](digits-test.csv)" in markdown
     with Image.open(out / "digits.png") as figure:
         assert figure.width > 300 and figure.height > 300
 
@@ -141,7 +128,7 @@ def fid(value: float, extractor: str = "classifier-mnist", num_fake: int = 1000)
 
 
 def completed(**eval_entries) -> dict:
-    return {"status": "completed", "test": {"rec": 1.0}, "eval": eval_entries}
+    return {"status": "completed", "test": {"rec": 1.0, "penalty": 0.25}, "eval": eval_entries}
 
 
 def test_fid_with_other_settings_gets_its_own_column(tmp_path):
@@ -153,86 +140,86 @@ def test_fid_with_other_settings_gets_its_own_column(tmp_path):
     write_run(tmp_path, "d", [*mnist, "seed=3"],
               completed(**{"fid/samples/prior": fid(50.0, extractor="inception-v3-compat")}))  # fmt: skip
     report([tmp_path], tmp_path / "out")
-    (row,) = ours(tmp_path / "out" / "mnist.csv")
-    header = list(row)
-    a = column_for(header, "FID samples", {"extractor": "classifier-mnist", "num_fake": 1000})
-    b = column_for(header, "FID samples", {"extractor": "classifier-mnist", "num_fake": 10000})
-    c = column_for(header, "FID samples", {"extractor": "inception-v3-compat"})
-    assert (float(row[f"{a} mean"]), row[f"{a} n"]) == (11.0, "2")
-    assert (float(row[f"{b} mean"]), row[f"{b} n"]) == (30.0, "1")
-    assert (float(row[f"{c} mean"]), row[f"{c} n"]) == (50.0, "1")
-    assert row["runs_completed"] == "4"
+    lines = numbers(tmp_path / "out" / "mnist.csv", "fid/samples/prior")
+    found = {(r["settings"]["extractor"], r["settings"]["num_fake"]): r for r in lines}
+    assert set(found) == {("classifier-mnist", 1000), ("classifier-mnist", 10000),
+                          ("inception-v3-compat", 1000)}  # fmt: skip
+    few = found["classifier-mnist", 1000]
+    assert (float(few["mean"]), few["n"]) == (11.0, "2")
+    assert float(found["classifier-mnist", 10000]["mean"]) == 30.0
+    assert float(found["inception-v3-compat", 1000]["mean"]) == 50.0
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "| model | N (num_fake=1,000) | N (num_fake=10,000) |" in markdown
+    assert "| WAE-MMD | 11.0 ± 1.4 (n=2) | 30.0 (n=1) |" in markdown  # 4 seeds, 2 in this cell
+    assert "FID in the feature space of `inception-v3-compat`" in markdown  # a table of its own
 
 
-def test_a_latent_mmd_of_an_older_evaluation_gets_its_own_column(tmp_path):
+def test_a_latent_mmd_of_an_older_evaluation_is_read_as_the_means_it_scored(tmp_path):
     vae = ["dataset=mnist", "regularizer=kl"]
     sampled = {"value": 0.02, "codes": "sampled"}
     write_run(tmp_path, "a", [*vae, "seed=0"], completed(**{"latent_mmd/test": sampled}))
-    write_run(tmp_path, "b", [*vae, "seed=1"], completed(**{"latent_mmd/test": {"value": 0.5}}))
+    older = {"latent_mmd/test": {"value": 0.5}, "kl/test": {"value": 3.0}}  # no `codes`
+    write_run(tmp_path, "b", [*vae, "seed=1"], completed(**older))
     report([tmp_path], tmp_path / "out")
-    (row,) = ours(tmp_path / "out" / "mnist.csv")
-    assert (float(row["latent MMD mean"]), row["latent MMD n"]) == (0.02, "1")
-    (older,) = [
-        h for h in row if h.startswith("latent MMD [codes=unrecorded") and h.endswith(" mean")
-    ]
-    assert float(row[older]) == 0.5
+    (new,) = numbers(tmp_path / "out" / "mnist.csv", "latent_mmd/test")
+    (old,) = numbers(tmp_path / "out" / "mnist.csv", "latent_mmd_means/test")
+    assert (float(new["mean"]), new["n"], float(old["mean"]), old["n"]) == (0.02, "1", 0.5, "1")
 
 
-def test_published_numbers_stand_beside_ours_in_their_own_column(tmp_path):
+def test_published_numbers_stand_beside_ours_where_they_were_computed_alike(tmp_path):
+    """CelebA, Inception FID of 10,000 samples of the best checkpoint against 10,000 test
+    images: RAE's WAE in our cell; the WAE paper did not state its real images, so its
+    numbers stand apart."""
     celeba = ["dataset=celeba", "regularizer=mmd", "regularizer.weight=100"]
-    entries = {"fid/samples/prior": fid(70.0, "inception-v3-compat", 10000)}
-    write_run(tmp_path, "a", celeba, completed(**entries))
+    entry = {**fid(70.0, "inception-v3-compat", 10000), "real": "celeba:test", "checkpoint": "best"}
+    write_run(tmp_path, "a", celeba, completed(**{"fid/samples/prior": entry}))
     report([tmp_path], tmp_path / "out")
-    rows = read_csv(tmp_path / "out" / "celeba.csv")
-    assert [(r["model"], r["published_source"]) for r in rows] == [
-        ("WAE-MMD", ""), ("WAE-MMD", "Tolstikhin et al. 2018, Table 1"),
-        ("WAE (WAE-MMD)", "Ghosh et al. 2020, Table 1"),
-    ]  # fmt: skip
-    wae_paper = column_for(list(rows[0]), "published FID samples", {"num_real": "not stated"})
-    rae_paper = column_for(list(rows[0]), "published FID samples", {"num_real": 10000})
-    ours_column = column_for(list(rows[0]), "FID samples", {"extractor": "inception-v3-compat"})
-    assert (rows[0][f"{wae_paper} mean"], float(rows[0][f"{ours_column} mean"])) == ("", 70.0)
-    assert (float(rows[1][f"{wae_paper} mean"]), rows[1][f"{ours_column} mean"]) == (55.0, "")
-    assert (float(rows[2][f"{rae_paper} mean"]), rows[2][f"{wae_paper} mean"]) == (53.67, "")
     markdown = (tmp_path / "out" / "report.md").read_text()
-    assert "WAE-MMD (published: Tolstikhin et al. 2018, Table 1)" in markdown
-    assert "WAE (WAE-MMD) (published: Ghosh et al. 2020, Table 1)" in markdown
+    assert "| WAE-MMD | 70.0 (53.67ᵇ) |" in markdown
+    assert "ᵇ beside ours: Ghosh et al. 2020, Table 1" in markdown
+    assert "### Published: Tolstikhin et al. 2018, Table 1" in markdown
+    assert "num_real not stated (ours: 10000)" in markdown
+    (wae,) = read_csv(tmp_path / "out" / "celeba-published-tolstikhin-et-al-2018-table-1.csv")
+    assert (wae["model"], float(wae["N"])) == ("WAE-MMD", 55.0)
+    (rae,) = read_csv(tmp_path / "out" / "celeba-published-ghosh-et-al-2020-table-1.csv")
+    assert (rae["model"], rae["REC"], rae["DP-GMM"], rae["Interp"]) == (
+        "WAE (WAE-MMD)", "34.81", "42.73", "40.93")  # fmt: skip
+    (ours,) = read_csv(tmp_path / "out" / "celeba-fid-inception-v3-compat-celeba-test-10000.csv")
+    assert (float(ours["N"]), ours["N published"]) == (70.0, "53.67 (ᵇ)")
 
 
-def test_the_rae_table_stands_beside_our_ae_and_vae_in_the_columns_that_match(tmp_path):
-    """RAE's N is the prior for the VAE, the fitted Gaussian for the AE, the second VAE for
-    2sVAE (beside our VAE); REC, GMM and Interp map to their own keys."""
-    paper_fid = {"extractor": "tf-inception (paper)", "num_real": 10000}
+def test_the_rae_table_stands_apart_from_another_feature_space_in_its_layout(tmp_path):
+    """RAE's N is the prior for the VAE, the fitted Gaussian (°) for the AE, the second
+    VAE's samples for 2sVAE (beside our VAE: its 2-stage column)."""
     ae_entries = {"fid/samples/gaussian": fid(60.0), "fid/samples/gmm": fid(20.0)}
     write_run(tmp_path, "ae", ["dataset=mnist", "regularizer=none"], completed(**ae_entries))
     vae_entries = {"fid/samples/prior": fid(30.0), "fid/samples/two_stage": fid(25.0)}
     write_run(tmp_path, "vae", ["dataset=mnist", "regularizer=kl"], completed(**vae_entries))
     report([tmp_path], tmp_path / "out")
-    (ae,) = [r for r in ours(tmp_path / "out" / "mnist.csv") if r["model"] == "AE"]
-    fitted = column_for(list(ae), "FID samples (Gaussian fitted to the codes)", {"num_fake": 1000})
-    assert float(ae[f"{fitted} mean"]) == 60.0
-    rows = {
-        r["model"]: r for r in read_csv(tmp_path / "out" / "mnist.csv") if r["published_source"]
+    (ours,) = [p for p in (tmp_path / "out").glob("mnist-fid-*.csv")]
+    rows = {r["model"]: r for r in read_csv(ours)}
+    assert (rows["AE"]["N"], rows["AE"]["N key"]) == ("60.0", "fid/samples/gaussian")
+    assert (rows["VAE"]["N"], rows["VAE"]["N key"]) == ("30.0", "fid/samples/prior")
+    published = {
+        r["model"]: r
+        for r in read_csv(tmp_path / "out" / "mnist-published-ghosh-et-al-2020-table-1.csv")
     }
-    assert set(rows) == {"AE", "VAE", "2sVAE (VAE, two-stage sampler)"}
-    header = list(rows["AE"])
-
-    def published(title: str, model: str) -> str:
-        return rows[model][f"{column_for(header, f'published {title}', paper_fid)} mean"]
-
-    assert published("FID reconstructions", "AE") == "12.95"
-    assert published("FID samples (Gaussian fitted to the codes)", "AE") == "58.73"
-    assert published("FID samples (Dirichlet-process GMM)", "AE") == "10.66"
-    assert published("FID interpolations", "AE") == "17.12"
-    assert published("FID samples", "AE") == ""  # the AE has no prior
-    assert published("FID samples", "VAE") == "19.21"
-    assert published("FID samples (two-stage VAE)", "2sVAE (VAE, two-stage sampler)") == "18.81"
-    assert published("FID samples (Dirichlet-process GMM)", "2sVAE (VAE, two-stage sampler)") == ""
-    assert all(r["runs_total"] == "" for r in rows.values())  # never counted as our runs
+    assert set(published) == {"AE", "VAE", "2sVAE (VAE, two-stage sampler)"}
+    assert [published["AE"][k] for k in ("REC", "N", "DP-GMM", "Interp")] == [
+        "12.95", "58.73", "10.66", "17.12"]  # fmt: skip
+    assert (published["VAE"]["N"], published["VAE"]["2-stage"]) == ("19.21", "")
+    two_stage = published["2sVAE (VAE, two-stage sampler)"]
+    assert (two_stage["2-stage"], two_stage["N"], two_stage["DP-GMM"]) == ("18.81", "", "")
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "| AE | 58.73°" not in markdown  # the paper's REC first, and what still differs:
+    assert "| AE | 12.95‡1 | 58.73°‡4 | 10.66 | — | 17.12‡2 |" in markdown
+    assert "‡4 Published, and still computed otherwise than ours: the code's own fitted" in markdown
 
 
-def test_failed_and_unfinished_runs_are_listed_with_their_errors(tmp_path):
-    write_run(tmp_path, "ok", ["regularizer=gan"], completed())
+def test_failed_runs_and_missing_evaluations_are_listed_with_the_command_that_fills_them(
+    tmp_path,
+):
+    write_run(tmp_path, "ok", ["regularizer=gan"], completed())  # no evaluation recorded
     write_run(tmp_path, "bad", ["regularizer=gan", "seed=1"],
               {"status": "diverged", "error": "loss is nan at step 12"})  # fmt: skip
     write_run(tmp_path, "killed", ["regularizer=gan", "seed=2"], None)
@@ -240,9 +227,16 @@ def test_failed_and_unfinished_runs_are_listed_with_their_errors(tmp_path):
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "| diverged | loss is nan at step 12 |" in markdown
     assert "| unfinished | no metrics.json: still running, or killed |" in markdown
-    (row,) = read_csv(tmp_path / "out" / "digits.csv")
-    assert (row["runs_completed"], row["runs_total"]) == ("1", "3")
-    assert math.isclose(float(row["test reconstruction cost mean"]), 1.0)
+    assert (
+        f"""| evaluation pending | fill it: `waebench-eval 'ckpt_path="{tmp_path / "ok"}"'`"""
+        in markdown
+    )
+    assert (
+        "| WAE-GAN | 1/3: seed 0 evaluation pending; seed 1 diverged; seed 2 unfinished |"
+        in markdown
+    )
+    (line,) = numbers(tmp_path / "out" / "digits.csv", "test/penalty")
+    assert (float(line["mean"]), line["n"]) == (0.25, "1")
 
 
 def test_no_runs_is_a_clear_error(tmp_path):

@@ -142,7 +142,10 @@ def test_a_failed_evaluation_fails_the_command_and_keeps_the_training(tmp_path):
     metrics = read(tmp_path / "run")
     assert metrics["status"] == "completed" and metrics["global_step"] == 3
     assert "nosuchsplit" in metrics["eval_error"]
-    assert f"waebench-eval ckpt_path={tmp_path / 'run'}" in done.stdout + done.stderr
+    assert (
+        f"""waebench-eval 'ckpt_path="{tmp_path / "run"}"' eval.split="""
+        in done.stdout + done.stderr
+    )
 
 
 def test_a_failure_while_building_is_recorded_and_logged(tmp_path):

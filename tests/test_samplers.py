@@ -5,6 +5,7 @@ are refused before training."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -14,6 +15,7 @@ from conftest import TINY, compose_config, compose_train_config
 
 from waebench.config_check import ConfigValueError
 from waebench.eval import evaluate_checkpoint
+from waebench.evaluation.settings import default_settings, sampler_problems
 from waebench.samplers import (
     CHOICES,
     DPGMMSampler,
@@ -21,8 +23,7 @@ from waebench.samplers import (
     GaussianSampler,
     GMMSampler,
     TwoStageVAESampler,
-    describe,
-    problems,
+    recorded_options,
     resolve,
 )
 from waebench.samplers.two_stage import resolve_settings
@@ -188,11 +189,33 @@ def test_two_stage_options_are_checked_with_the_fix():
     for settings, message in cases:
         with pytest.raises(ValueError, match=message):
             resolve_settings(settings)
-        found = problems(["auto"], True, "", {"two_stage": settings})
-        assert len(found) == 1 and message.split(".*")[0] in found[0]
-    assert describe("two_stage", {"two_stage": {"preset": "rae", "beta": 1.5e-3, "lr": None}}) == (
-        "two_stage(beta=0.0015, preset=rae)"
-    )
+    # the typed settings refuse each with its key: one option out of its range, or (the
+    # options in range) the combination
+    checked = [
+        ({"preset": "dai"}, "eval.sampler.two_stage.preset=dai: must be one of study, rae"),
+        ({"preset": "rae"}, "eval.sampler.two_stage: gamma=fixed needs beta"),
+        ({"epochs": 3}, "eval.sampler.two_stage: give steps"),
+        ({"gamma": "optimal"}, "eval.sampler.two_stage.gamma=optimal: must be one of batch_"),
+        ({"hiddn": 3}, "eval.sampler.two_stage.hiddn: unknown option; valid: batch_size, beta"),
+    ]
+    defaults = default_settings()
+    for options, message in checked:
+        settings = dataclasses.replace(defaults, sampler={"two_stage": options})
+        found = sampler_problems(settings, True, "")
+        assert len(found) == 1 and found[0].startswith(message), found
+
+
+def test_an_entry_records_a_two_stage_preset_and_what_differs_from_it():
+    rae = {"preset": "rae", "beta": 1.5e-3, "lr": None}
+    assert recorded_options("two_stage", {"two_stage": rae}) == {"preset": "rae", "beta": 1.5e-3}
+    before_presets = {"hidden": 128, "layers": 2, "steps": 1500, "batch_size": 256, "lr": 3e-3,
+                      "kl_warmup": 0.25, "decoder_noise": True}  # fmt: skip
+    assert recorded_options("two_stage", {"two_stage": before_presets}) == {"preset": "study"}
+    wider = {"preset": "study", "hidden": 256}
+    assert recorded_options("two_stage", {"two_stage": wider}) == wider
+    dpgmm = {"n_components": 10, "weight_concentration_prior": None, "max_iter": 100}
+    assert recorded_options("dpgmm", {"dpgmm": dpgmm}) == {"n_components": 10, "max_iter": 100}
+    assert recorded_options("prior", {}) == {}
 
 
 # The real evaluation: classifier FID of 200 images on digits, short sampler fits.
@@ -231,10 +254,9 @@ def test_every_sampler_and_the_estimator_options_run_through_the_evaluation(tmp_
     for source in ("prior", "gaussian", "gmm", "dpgmm", "two_stage", "flow"):
         entry = saved[f"fid/samples/{source}@classifier-digits"]
         assert entry["value"] > 0 and entry["num_fake"] == 200 and entry["real"] == "digits:test"
-        assert entry["sampler"] == describe(source, cfg.eval.sampler)
-    assert saved["fid/samples/dpgmm@classifier-digits"]["sampler"] == (
-        "dpgmm(max_iter=100, n_components=2)"
-    )
+        assert entry.get("sampler", {}) == recorded_options(source, cfg.eval.sampler)
+    assert saved["fid/samples/dpgmm@classifier-digits"]["sampler"] == {
+        "n_components": 2, "max_iter": 100}  # fmt: skip
     interpolations = saved["fid/interpolations@classifier-digits"]
     assert interpolations["value"] > 0 and interpolations["num_fake"] == 200
     assert interpolations["interpolation"] == "rae"
@@ -248,7 +270,7 @@ def test_samplers_are_refused_before_training(tmp_path):
         (["regularizer=none", "eval.samplers=[prior]"], "`prior` decodes samples of the prior"),
         (["eval.samplers=gmm"], "must be a list of auto, prior"),
         (["eval.sampler.two_stage.lr=0"], "eval.sampler.two_stage.lr=0"),
-        (["eval.sampler.two_stage.preset=dai"], "preset='dai'; valid values: study, rae"),
+        (["eval.sampler.two_stage.preset=dai"], "preset=dai: must be one of study, rae"),
         (["eval.sampler.dpgmm.n_components=0"], "eval.sampler.dpgmm.n_components=0: must be"),
         (["eval.sampler.dpgmm.weight_concentration_prior=0"], "weight_concentration_prior=0"),
         (["eval.sampler.dpgmm.max_iter=0"], "eval.sampler.dpgmm.max_iter=0: must be"),

@@ -7,10 +7,11 @@ refuses every bad value at once with its key, the value and the valid range, e.g
 
 Defaults live in the YAML files only; this module holds the ranges alone. A key that a
 config does not have (another regularizer's option) is skipped. Choices (regularizer
-kernels, reconstruction names, ...) are checked by the classes that own the lists; the
-evaluation's samplers (`eval.samplers`, which run only after training) by
-`waebench.samplers.problems`, and its estimator options (`eval.checkpoint`, ...) by
-`waebench.evaluation.estimators.problems`, both called from here.
+kernels, reconstruction names, ...) are checked by the classes that own the lists. The
+`eval` settings (which are used only after training) are checked here too, by building
+their typed object (`waebench.evaluation.settings.EvalSettings`), whose fields carry the
+checks of this module (`Range`, `Choice`, `Text`); and whether the training writes the best
+checkpoint that `eval.checkpoint=best` scores (`waebench.evaluation.estimators.problems`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,46 @@ class Range:
         return self.high is None or (value < self.high if self.high_open else value <= self.high)
 
 
+@dataclass(frozen=True)
+class Choice:
+    """One of `values` (compared by type too: `true` is not `1`)."""
+
+    values: tuple
+
+    def accepts(self, value: object) -> bool:
+        return any(type(value) is type(v) and value == v for v in self.values)
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(shown(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class Text:
+    """A string (or null when `nullable`)."""
+
+    nullable: bool = False
+
+    def accepts(self, value: object) -> bool:
+        return isinstance(value, str) or (self.nullable and value is None)
+
+    def describe(self) -> str:
+        return "a string" + (" (or null)" if self.nullable else "")
+
+
+BOOLEAN = Choice((True, False))
+
+
+def shown(value: object) -> str:
+    """A value as it is written on the command line (true, null, [a,b])."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(shown(v) for v in value) + "]"
+    return str(value)
+
+
 def at_least(low: float, integer: bool = True, nullable: bool = False) -> Range:
     return Range(integer, low, nullable=nullable)
 
@@ -113,37 +154,6 @@ RANGES: dict[str, Range] = {
     "trainer.max_steps": at_least(-1),
     "trainer.log_every_n_steps": at_least(1),
     "trainer.check_val_every_n_epoch": at_least(1, nullable=True),
-    "eval.batch_size": at_least(1),
-    "eval.inception.num_samples": at_least(2),
-    "eval.inception.num_real": at_least(2, nullable=True),
-    "eval.classifier.num_samples": at_least(2),
-    "eval.classifier.num_real": at_least(2, nullable=True),
-    "eval.classifier.train_steps": at_least(1),
-    "eval.sampler.gmm.n_components": at_least(1),
-    "eval.sampler.gmm.max_iter": at_least(1),
-    "eval.sampler.dpgmm.n_components": at_least(1),
-    "eval.sampler.dpgmm.weight_concentration_prior": positive(nullable=True),
-    "eval.sampler.dpgmm.max_iter": at_least(1),
-    "eval.sampler.two_stage.hidden": at_least(1, nullable=True),
-    "eval.sampler.two_stage.layers": at_least(1, nullable=True),
-    "eval.sampler.two_stage.log_std_bound": positive(nullable=True),
-    "eval.sampler.two_stage.beta": positive(nullable=True),
-    "eval.sampler.two_stage.kl_warmup": Range(False, 0.0, 1.0, nullable=True),
-    "eval.sampler.two_stage.steps": at_least(1, nullable=True),
-    "eval.sampler.two_stage.epochs": at_least(1, nullable=True),
-    "eval.sampler.two_stage.batch_size": at_least(2, nullable=True),
-    "eval.sampler.two_stage.lr": positive(nullable=True),
-    "eval.sampler.two_stage.lr_halving_epochs": at_least(1, nullable=True),
-    "eval.sampler.two_stage.plateau_patience": at_least(1, nullable=True),
-    "eval.sampler.two_stage.validation_fraction": Range(
-        False, 0.0, 1.0, high_open=True, nullable=True
-    ),
-    "eval.sampler.flow.transforms": at_least(1),
-    "eval.sampler.flow.hidden": at_least(1),
-    "eval.sampler.flow.steps": at_least(1),
-    "eval.sampler.flow.batch_size": at_least(1),
-    "eval.sampler.flow.lr": positive(),
-    "eval.latent_mmd_codes": at_least(2),
 }
 
 
@@ -157,33 +167,37 @@ def problems(cfg: DictConfig) -> list[str]:
     return found
 
 
-def sampler_problems(cfg: DictConfig) -> list[str]:
-    """What is wrong with `eval.samplers` for the config's regularizer (none known in a
-    `waebench-eval` config: the model's is checked when it is loaded)."""
+def eval_problems(cfg: DictConfig) -> list[str]:
+    """What is wrong with the config's `eval` settings, the samplers included for the
+    config's regularizer (none known in a `waebench-eval` config: the model's is checked
+    when it is loaded)."""
     from hydra.utils import get_class
 
-    from waebench import samplers
+    from waebench.evaluation.settings import EvalSettings, EvalSettingsError
 
-    names = OmegaConf.select(cfg, "eval.samplers", default=_ABSENT, throw_on_missing=False)
-    if names is _ABSENT:
+    if "eval" not in cfg:
         return []
     target = OmegaConf.select(cfg, "regularizer._target_", default=None)
     regularizer = None if target is None else get_class(target)
-    settings = OmegaConf.select(cfg, "eval.sampler", default=None)
-    return samplers.problems(
-        OmegaConf.to_object(names) if OmegaConf.is_config(names) else names,
-        None if regularizer is None else regularizer.uses_prior,
-        "" if regularizer is None else f"`{regularizer.name}` ({regularizer.__name__})",
-        OmegaConf.to_object(settings) if OmegaConf.is_config(settings) else settings,
-    )
+    try:
+        EvalSettings.from_config(
+            cfg.eval,
+            uses_prior=None if regularizer is None else regularizer.uses_prior,
+            regularizer=""
+            if regularizer is None
+            else f"`{regularizer.name}` ({regularizer.__name__})",
+        )
+    except EvalSettingsError as error:
+        return error.problems
+    return []
 
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigValueError naming every value of `cfg` outside its valid range, and every
-    problem of its evaluation samplers and estimator options."""
+    problem of its `eval` settings."""
     from waebench.evaluation import estimators
 
-    found = problems(cfg) + sampler_problems(cfg) + estimators.problems(cfg)
+    found = problems(cfg) + eval_problems(cfg) + estimators.problems(cfg)
     if found:
         lines = "\n".join(f"  {p}" for p in found)
         raise ConfigValueError(f"invalid config value{'s' * (len(found) > 1)}:\n{lines}")

@@ -17,8 +17,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from waebench.build import CONFIG_DIR
 from waebench.config_check import ConfigValueError, check_config
 from waebench.evaluation import estimators, evaluate_into_metrics
+from waebench.evaluation.definitions import definition_of
 from waebench.evaluation.evaluate import score_images
 from waebench.evaluation.images import load_images
+from waebench.evaluation.settings import EvalSettings
 from waebench.model import load_model
 from waebench.run import record
 from waebench.run.record import Status
@@ -30,9 +32,10 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     """Evaluate into the run folder (holding its lock): its record gains `eval`, figures are
     rewritten. A run folder is evaluated at its newest readable checkpoint, or with
     `eval.checkpoint=best` at its best one; a checkpoint file as it is."""
+    settings = EvalSettings.from_config(cfg.eval)
     run_dir = record.run_dir_of(cfg.ckpt_path)
     ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
-    if ckpt_path.is_dir() and cfg.eval.get("checkpoint", "last") == "best":
+    if ckpt_path.is_dir() and settings.checkpoint == "best":
         ckpt_path, label = estimators.best_checkpoint(run_dir), "best"
     elif ckpt_path.is_dir():
         ckpt_path, label = record.resume_checkpoint("auto", run_dir), "last"
@@ -48,7 +51,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         if metrics.get("status") == Status.UNREADABLE:
             raise ValueError(metrics["error"])
         metrics["run_dir"] = str(run_dir)
-        return evaluate_into_metrics(model, datamodule, cfg.eval, metrics, checkpoint=label)
+        return evaluate_into_metrics(model, datamodule, settings, metrics, checkpoint=label)
 
 
 def dataset_config(cfg: DictConfig, real: str) -> tuple[DictConfig, str]:
@@ -69,7 +72,8 @@ def score_image_files(cfg: DictConfig) -> dict:
         raise ValueError("images=... needs real=<dataset>:<split>, e.g. real=fashion_mnist:test")
     images = load_images(cfg.images)
     dataset, _ = dataset_config(cfg, cfg.real)
-    results, notes = score_images(images, instantiate(dataset), cfg.eval)
+    settings = EvalSettings.from_config(cfg.eval)
+    results, notes = score_images(images, instantiate(dataset), settings)
     output_dir = Path(cfg.paths.output_dir)
     metrics = {"status": Status.COMPLETED, "images": str(cfg.images), "run_dir": str(output_dir)}
     metrics["eval"] = results
@@ -92,7 +96,7 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(f"waebench-eval: {error}") from None
     metrics = evaluate_checkpoint(cfg) if cfg.ckpt_path else score_image_files(cfg)
     for name, entry in metrics.get("eval", {}).items():
-        settings = {k: v for k, v in entry.items() if k in ("extractor", "num_fake", "num_real")}
+        settings = dict(definition_of(name).comparable_settings(entry))
         log.info("%-45s %12.6g  %s", name, entry["value"], settings or "")
     log.info("Results: %s", Path(metrics["run_dir"]) / "metrics.json")
     if "eval_error" in metrics:

@@ -23,6 +23,7 @@ from waebench.build import CONFIG_DIR, build_model, check_buildable
 from waebench.config_check import ConfigValueError, check_config
 from waebench.data import DatasetNotFoundError
 from waebench.evaluation import evaluate_into_metrics
+from waebench.evaluation.settings import EvalSettings
 from waebench.fast import check_precision
 from waebench.launch.job import is_multirun, run_sweep_job
 from waebench.model import DivergenceError
@@ -136,7 +137,8 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any] | No
                 metrics = record.attempt_record(earlier, metrics)
             record.write_metrics(output_dir, metrics)
             if metrics["status"] == Status.COMPLETED and cfg.get("eval", {}).get("enabled", False):
-                evaluate_into_metrics(model, datamodule, cfg.eval, metrics, loggers)
+                settings = EvalSettings.from_config(cfg.eval)
+                evaluate_into_metrics(model, datamodule, settings, metrics, loggers)
         for logger in loggers:
             logger.finalize(metrics["status"])
         if "wandb" in cfg.get("logger", {}):

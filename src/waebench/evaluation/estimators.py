@@ -26,27 +26,17 @@ from omegaconf import OmegaConf
 from waebench.evaluation.fid import to_uint8
 from waebench.model import load_model
 
-CHECKPOINTS = ("last", "best")
+CHECKPOINTS = ("last", "best")  # the choices of the typed settings (`EvalSettings`)
 RECONSTRUCTIONS = ("mean", "sample")
 INTERPOLATIONS = ("test_pairs", "rae")
-CHOICES = {
-    "eval.checkpoint": CHECKPOINTS,
-    "eval.reconstruction": RECONSTRUCTIONS,
-    "eval.interpolation": INTERPOLATIONS,
-}
 BEST = "best.ckpt"
-_ABSENT = object()
 
 
 def problems(cfg) -> list[str]:
-    """What is wrong with the estimator options of a composed config: a value not among its
-    choices, or `eval.checkpoint=best` for a training that writes no best checkpoint (no
-    `callbacks.best_checkpoint`, or no validation). One line each, with the fix."""
-    found = []
-    for key, valid in CHOICES.items():
-        value = OmegaConf.select(cfg, key, default=_ABSENT)
-        if value is not _ABSENT and value not in valid:
-            found.append(f"{key}={value}: valid values: {', '.join(valid)}")
+    """What is wrong with `eval.checkpoint=best` for the training of a composed config: it
+    writes no best checkpoint (no `callbacks.best_checkpoint`, or no validation). One line
+    each, with the fix. (A value outside its choices is refused by `EvalSettings`.)"""
+    found: list[str] = []
     if OmegaConf.select(cfg, "eval.checkpoint", default=None) != "best" or "trainer" not in cfg:
         return found
     callback = OmegaConf.select(cfg, "callbacks.best_checkpoint", default=None)
@@ -137,7 +127,7 @@ def pairs(n: int, count: int, protocol: str, seed: int) -> torch.Tensor:
 def interpolation_codes(model, datamodule, settings, count: int) -> torch.Tensor:
     """`count` midpoints (z_a + z_b) / 2 of pairs of codes (means for a Gaussian encoder) by
     `eval.interpolation`: of `eval.split` (`test_pairs`) or of the validation split (`rae`)."""
-    protocol = settings.get("interpolation", "test_pairs")
+    protocol = settings.interpolation
     split = settings.split if protocol == "test_pairs" else "val"
     codes, _ = posterior(model, datamodule, datamodule.splits[split][0], settings.batch_size)
     chosen = pairs(len(codes), count, protocol, settings.seed)

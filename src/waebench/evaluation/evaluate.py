@@ -1,12 +1,14 @@
 """Evaluate a trained model: FID of the decoded samples of each sampler (the prior,
 laws fitted to the training codes), of test reconstructions and of decoded
 interpolations in each feature space, test reconstruction error, latent MMD,
-KL (VAEs), and the figures. Settings are the `eval` config group
-(conf/eval/default.yaml); results are the flat `eval` dict of metrics.json:
+KL (VAEs), and the figures. Settings are the typed `eval` settings (`EvalSettings`, built
+from conf/eval/default.yaml by the entry point); results are the flat `eval` dict of
+metrics.json, one entry per metric of `waebench.evaluation.definitions`:
 
     {"fid/samples/prior": {"value": 41.2, "extractor": "inception-v3-compat",
                            "num_fake": 10000, "num_real": 10000,
-                           "real": "fashion_mnist:test", "seed": 0}, ...}
+                           "real": "fashion_mnist:test", "seed": 0,
+                           "checkpoint": "last"}, ...}
 
 Keys are metric names; a metric in a feature space other than Inception's gets
 `@<extractor>` appended (e.g. `fid/samples/prior@classifier-mnist`).
@@ -15,9 +17,9 @@ Keys are metric names; a metric in a feature space other than Inception's gets
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -33,25 +35,19 @@ from waebench.evaluation.fid import (
     to_uint8,
 )
 from waebench.evaluation.metrics import latent_mmd_entries, mean_kl, reconstruction_errors
+from waebench.evaluation.settings import EvalSettings, FeatureSpaceSettings
 from waebench.run.record import write_metrics
 from waebench.samplers import PriorSampler
 
 log = logging.getLogger(__name__)
 
-SWITCH_VALUES = (True, False, "auto")
 
-
-def switch(settings, name: str) -> bool | str:
-    value = settings[name]["enabled"]
-    if value not in SWITCH_VALUES:
-        raise ValueError(f"eval.{name}.enabled={value!r}; valid values: true, false, auto")
-    return value
-
-
-def feature_spaces(settings, datamodule, notes: list[str]) -> list[tuple[FeatureSpace, Any]]:
+def feature_spaces(
+    settings: EvalSettings, datamodule, notes: list[str]
+) -> list[tuple[FeatureSpace, FeatureSpaceSettings]]:
     """The feature spaces to compute FID in, each with its settings section."""
     spaces = []
-    inception = switch(settings, "inception")
+    inception = settings.inception.enabled
     if inception is True:
         weights = require_inception_weights(settings.inception.weights)
         spaces.append((FeatureSpace(INCEPTION, str(weights)), settings.inception))
@@ -66,7 +62,7 @@ def feature_spaces(settings, datamodule, notes: list[str]) -> list[tuple[Feature
             )
         else:
             spaces.append((FeatureSpace(INCEPTION, str(weights)), settings.inception))
-    use_classifier = switch(settings, "classifier")
+    use_classifier = settings.classifier.enabled
     labelled = datamodule.name in classifier.LABELLED_DATASETS
     if use_classifier is True or (use_classifier == "auto" and labelled):
         weights, meta = classifier.classifier_weights(
@@ -109,36 +105,21 @@ def encode_images(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([model.encode(b.to(model.device)).cpu() for b in x.split(batch_size)])
 
 
-def configured_samplers(settings) -> list[str]:
-    """`eval.samplers` of an evaluation config (a mapping); one from before that list
-    (switches `fid.prior`, `fid.gmm`) gives the samplers it ran."""
-    if "samplers" in settings:
-        return list(settings["samplers"])
-    fid = settings.get("fid") or {}
-    return [name for name in ("prior", "gmm") if fid.get(name, name == "prior")]
-
-
-def sampler_settings(settings) -> dict:
-    """`eval.sampler` of an evaluation config; an older one's `gmm_components` for the GMM."""
-    if "sampler" in settings:
-        return settings["sampler"]
-    return {"gmm": {"n_components": settings.get("gmm_components", 10)}}
-
-
-def check_samplers(model, settings) -> None:
+def check_samplers(model, settings: EvalSettings) -> None:
     """Refuse `eval.samplers` that this model cannot run (see `waebench.samplers.problems`)."""
     regularizer = type(model.regularizer)
     found = samplers.problems(
-        configured_samplers(settings),
+        list(settings.samplers),
         regularizer.uses_prior,
         f"`{regularizer.name}` ({regularizer.__name__})",
-        sampler_settings(settings),
     )
     if found:
         raise ValueError("\n".join(found))
 
 
-def generated_images(model, datamodule, settings, count: int) -> dict[str, torch.Tensor]:
+def generated_images(
+    model, datamodule, settings: EvalSettings, count: int
+) -> dict[str, torch.Tensor]:
     """uint8 images per FID input: `samples/<sampler>` for each of `eval.samplers`,
     `reconstructions` and `interpolations` (when on)."""
     decode = partial(
@@ -153,28 +134,32 @@ def generated_images(model, datamodule, settings, count: int) -> dict[str, torch
             train_codes.extend(estimators.posterior(model, datamodule, train, batch))
         return train_codes
 
-    names = samplers.resolve(configured_samplers(settings), model.regularizer.uses_prior)
+    names = samplers.resolve(list(settings.samplers), model.regularizer.uses_prior)
     for name in names:
         sampler = samplers.build(
-            name, sampler_settings(settings), model.prior, lambda: posterior()[0], seed,
+            name, settings.sampler or {}, model.prior, lambda: posterior()[0], seed,
             stds=lambda: posterior()[1], device=model.device,
         )  # fmt: skip
         images[f"samples/{name}"] = decode(model, sampler.sample(count, seed))
-    fid = settings.get("fid", {})
     test = datamodule.splits[settings.split][0]
-    if fid.get("reconstructions", False):
+    if settings.fid.reconstructions:
         images["reconstructions"] = estimators.reconstruct_images(
-            model, datamodule, test[:count], batch, settings.get("reconstruction", "mean"), seed
+            model, datamodule, test[:count], batch, settings.reconstruction, seed
         )
-    if fid.get("interpolations", False):
+    if settings.fid.interpolations:
         codes = estimators.interpolation_codes(model, datamodule, settings, count)
         images["interpolations"] = decode(model, codes)
     return images
 
 
-def fidelity_entries(source: str, fake, real: RealImages, space: FeatureSpace, settings, cuda):
+def fidelity_entries(
+    source: str, fake, real: RealImages, space: FeatureSpace, settings: EvalSettings, cuda
+) -> dict[str, dict]:
     """The `eval` entries of one image set in one feature space: fid/<source>, and
-    kid/<source>, prc/<source>/{precision,recall} when on."""
+    kid/<source>, prc/<source>/{precision,recall} when on. Samples record their sampler's
+    options (`sampler`, `samplers.recorded_options`) when it has any; every entry the
+    settings recorded in it (`EvalSettings.recorded`: the seed, the checkpoint, the
+    reconstructions' codes, the interpolation pairs)."""
     out = fidelity_metrics(
         fake, real, space, settings.cache_dir, kid=settings.kid, prc=settings.prc,
         batch_size=settings.batch_size, cuda=cuda, seed=settings.seed,
@@ -185,22 +170,26 @@ def fidelity_entries(source: str, fake, real: RealImages, space: FeatureSpace, s
         "num_fake": len(fake),
         "num_real": len(real.images),
         "real": real.name,
-        "seed": settings.seed,
     }
-    entries = {f"fid/{source}{suffix}": {"value": out["frechet_inception_distance"], **common}}
+    sampler = source.removeprefix("samples/") if source.startswith("samples/") else None
+    options = samplers.recorded_options(sampler, settings.sampler) if sampler else {}
+    if options:
+        common["sampler"] = options
+    values = {f"fid/{source}": {"value": out["frechet_inception_distance"]}}
     if settings.kid:
-        entries[f"kid/{source}{suffix}"] = {
+        values[f"kid/{source}"] = {
             "value": out["kernel_inception_distance_mean"],
             "std": out["kernel_inception_distance_std"],
-            **common,
         }
     if settings.prc:
         for name in ("precision", "recall"):
-            entries[f"prc/{source}/{name}{suffix}"] = {"value": out[name], **common}
-    return entries
+            values[f"prc/{source}/{name}"] = {"value": out[name]}
+    return {
+        key + suffix: {**value, **common, **settings.recorded(key)} for key, value in values.items()
+    }
 
 
-def fid_results(model, datamodule, settings, notes: list[str]) -> dict[str, dict]:
+def fid_results(model, datamodule, settings: EvalSettings, notes: list[str]) -> dict[str, dict]:
     spaces = feature_spaces(settings, datamodule, notes)
     if not spaces:
         return {}
@@ -209,28 +198,17 @@ def fid_results(model, datamodule, settings, notes: list[str]) -> dict[str, dict
     count = max(section.num_samples for _, section in spaces)
     fakes = generated_images(model, datamodule, settings, count)
     cuda = model.device.type == "cuda"
-    estimator = {  # what the entries record of how their images were made (docs/protocols.md)
-        "reconstructions": {"reconstruction": settings.get("reconstruction", "mean")},
-        "interpolations": {"interpolation": settings.get("interpolation", "test_pairs")},
-    }
-    for source in fakes:
-        name = source.removeprefix("samples/")
-        if name != source:
-            estimator[source] = {"sampler": samplers.describe(name, sampler_settings(settings))}
     results = {}
     for space, section in spaces:
         real = RealImages(real_name, real_images[: section.num_real or len(real_images)])
         for source, fake in fakes.items():
             fake = fake[: section.num_samples]
             log.info("FID %s: %d images, %s features", source, len(fake), space.extractor)
-            entries = fidelity_entries(source, fake, real, space, settings, cuda)
-            for entry in entries.values():
-                entry.update(estimator.get(source, {}))
-            results.update(entries)
+            results.update(fidelity_entries(source, fake, real, space, settings, cuda))
     return results
 
 
-def test_results(model, datamodule, settings) -> dict[str, dict]:
+def test_results(model, datamodule, settings: EvalSettings) -> dict[str, dict]:
     """rec/test, mse/test, latent_mmd/test and (Gaussian encoders) latent_mmd_means/test
     and kl/test."""
     images = datamodule.splits[settings.split][0]
@@ -246,10 +224,12 @@ def test_results(model, datamodule, settings) -> dict[str, dict]:
     results.update(latent_mmd_entries(model, x_codes, settings.batch_size, settings.seed, split))
     if model.regularizer.gaussian_encoder:
         results["kl/test"] = {"value": mean_kl(model, x, settings.batch_size), **common}
-    return results
+    return {key: {**entry, **settings.recorded(key)} for key, entry in results.items()}
 
 
-def write_figures(model, datamodule, settings, run_dir: Path, notes: list[str]) -> list[Path]:
+def write_figures(
+    model, datamodule, settings: EvalSettings, run_dir: Path, notes: list[str]
+) -> list[Path]:
     """The PNG figures in `run_dir` (see docs/evaluation.md for the list)."""
     uint8 = partial(to_uint8, value_range=datamodule.value_range)
     n, seed = settings.figures.n_images, settings.seed
@@ -295,14 +275,15 @@ def write_figures(model, datamodule, settings, run_dir: Path, notes: list[str]) 
 
 
 def resolve_device(name: str) -> torch.device:
+    """`eval.device` (auto, cpu or cuda: checked by `EvalSettings`) as a torch device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"eval.device={name!r}; valid values: auto, cpu, cuda")
     return torch.device(name)
 
 
-def evaluate(model, datamodule, settings, run_dir: str | Path, loggers=()) -> tuple[dict, list]:
+def evaluate(
+    model, datamodule, settings: EvalSettings, run_dir: str | Path, loggers=()
+) -> tuple[dict, list]:
     """All metrics (the `eval` dict) and notes on what was skipped; figures go to `run_dir`
     and, with their values, to the loggers that take images (wandb)."""
     run_dir = Path(run_dir)
@@ -330,7 +311,12 @@ def evaluate(model, datamodule, settings, run_dir: str | Path, loggers=()) -> tu
 
 
 def evaluate_into_metrics(
-    model, datamodule, settings, metrics: dict, loggers=(), checkpoint: str | None = None
+    model,
+    datamodule,
+    settings: EvalSettings,
+    metrics: dict,
+    loggers=(),
+    checkpoint: str | None = None,
 ) -> dict:
     """Evaluate and write `metrics.json` in `metrics["run_dir"]` with `eval` (and
     `eval_notes`) added. `checkpoint` names the weights `model` holds (e.g. loaded from a
@@ -343,17 +329,15 @@ def evaluate_into_metrics(
     check_samplers(model, settings)  # before anything is computed or written
     try:
         if checkpoint is None:
-            choice = settings.get("checkpoint", "last")
-            model, checkpoint = estimators.weights_to_score(model, run_dir, choice)
-        results, notes = evaluate(model, datamodule, settings, run_dir, loggers)
-        for entry in results.values():
-            entry["checkpoint"] = checkpoint
+            model, checkpoint = estimators.weights_to_score(model, run_dir, settings.checkpoint)
+        scored = replace(settings, checkpoint=checkpoint)  # what the entries record
+        results, notes = evaluate(model, datamodule, scored, run_dir, loggers)
     except Exception as error:
         metrics["eval_error"] = f"{type(error).__name__}: {error}"
         log.error(
             "Evaluation failed: %s\nThe training results and checkpoints in %s are saved. "
-            "Fix the cause, then evaluate alone with: waebench-eval ckpt_path=%s",
-            metrics["eval_error"], run_dir, run_dir,
+            "Fix the cause, then evaluate alone with: %s",
+            metrics["eval_error"], run_dir, settings.command(run_dir),
         )  # fmt: skip
     else:
         metrics.pop("eval_error", None)
@@ -365,9 +349,11 @@ def evaluate_into_metrics(
     return metrics
 
 
-def score_images(images: torch.Tensor, datamodule, settings) -> tuple[dict, list]:
+def score_images(images: torch.Tensor, datamodule, settings: EvalSettings) -> tuple[dict, list]:
     """FID (`fid/images`, plus KID / precision-recall when on) of uint8 `images` made
-    elsewhere against the real split, in each enabled feature space."""
+    elsewhere against the real split, in each enabled feature space (no checkpoint: the
+    entries record none)."""
+    settings = replace(settings, checkpoint=None)
     datamodule.setup()
     notes: list[str] = []
     real_images = datamodule.splits[settings.split][0]

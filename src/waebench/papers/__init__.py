@@ -11,7 +11,6 @@ from waebench.papers.base import (
     Paper,
     PublishedValue,
     Setting,
-    estimator_differences,
     same_value,
 )
 
@@ -25,6 +24,5 @@ __all__ = [
     "Paper",
     "PublishedValue",
     "Setting",
-    "estimator_differences",
     "same_value",
 ]

@@ -11,18 +11,6 @@ from fnmatch import fnmatch
 from typing import Any
 
 NOT_APPLICABLE = object()  # `Setting.ours_for` of an experiment the row does not cover
-# The estimator fields a FID entry of ours records beside its extractor and counts
-# (`waebench.evaluation.estimators`, `waebench.samplers.describe`); a published value's
-# `settings` name the same fields, so the two can be compared (`estimator_differences`).
-ESTIMATOR_FIELDS = (
-    "num_fake",
-    "num_real",
-    "real",
-    "checkpoint",
-    "sampler",
-    "reconstruction",
-    "interpolation",
-)
 
 
 @dataclass(frozen=True)
@@ -77,11 +65,15 @@ def same_value(ours: Any, composed: Any) -> bool:
 class PublishedValue:
     """One number of a paper's table, and the model of ours it stands beside.
 
-    `settings` say how the paper computed it, in the terms our FID entries record
-    (ESTIMATOR_FIELDS and the extractor): the images, the real set, the checkpoint, the
-    sampler (`waebench.samplers.describe`), the reconstructions' codes, the interpolation
-    pairs; "not stated" where the paper and its code do not say. `note` is what still
-    differs from ours when our settings match, to be shown beside the number."""
+    `settings` say how the paper computed it, in the terms our FID entries record: the
+    feature space (`extractor`), the images (`num_fake`, `num_real`, `real`), the weights
+    (`checkpoint`), the sampler's options (`sampler`, as `waebench.samplers.recorded_options`
+    gives them), the reconstructions' codes (`reconstruction`), the interpolation pairs
+    (`interpolation`); "not stated" where the paper and its code do not say. The reports
+    put it beside our number only where every setting that both state agrees
+    (`waebench.evaluation.definitions.differences`), else in a table of its own that says
+    what differs. `note` is what still differs when our settings match, shown with the
+    number wherever it is."""
 
     dataset: str
     model: str  # the name of our model it stands beside (`waebench.reporting.runs.MODEL_NAMES`)
@@ -95,20 +87,6 @@ class PublishedValue:
     @property
     def label(self) -> str:
         return self.name or self.model
-
-
-def estimator_differences(published: PublishedValue, entry: dict) -> list[str]:
-    """How the estimator of our `eval` entry differs from the one behind `published`, one
-    line per field of ESTIMATOR_FIELDS that both name and that differs, then the published
-    value's `note`; [] when they match. (The extractors are not compared: the papers' TF
-    Inception network is the one torch-fidelity's `inception-v3-compat` reproduces.)"""
-    paper = dict(published.settings)
-    lines = [
-        f"{key}: paper {paper[key]}, ours {entry.get(key, 'not recorded')}"
-        for key in ESTIMATOR_FIELDS
-        if key in paper and str(paper[key]) != str(entry.get(key, "not recorded"))
-    ]
-    return lines + ([published.note] if published.note else [])
 
 
 @dataclass(frozen=True)

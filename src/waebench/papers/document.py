@@ -4,7 +4,7 @@ tests/test_protocols.py checks the committed file against this text)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from waebench.papers.base import Paper, Setting
@@ -23,9 +23,10 @@ it does not). A setting in parentheses is a fact of the code, not a config key. 
 value, or per experiment (`mnist_*`: the experiments whose file name matches, the first match
 wins); **experiments** limits a row to some of them. Then the published numbers: which of our
 metrics each stands beside (`waebench-report` prints them side by side) and how the paper
-computed it, in the terms our `metrics.json` entries record (`checkpoint`, `sampler`,
-`reconstruction`, `interpolation`, `real`, `num_real`): where ours match, the numbers are
-computed alike; **still differs** is what our settings cannot remove.
+computed it, in the terms our `metrics.json` entries record (`checkpoint`, `sampler` (its
+options), `reconstruction`, `interpolation`, `real`, `num_real`): where ours match, the
+numbers are computed alike and the reports put the published number beside ours; **still
+differs** is what our settings cannot remove, which the reports print with the number.
 """
 
 
@@ -38,6 +39,13 @@ def value_text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(value_text(v) for v in value) + "]"
     return repr(value) if isinstance(value, float) else str(value)
+
+
+def estimator_text(key: str, value: Any) -> str:
+    """A published number's setting; a sampler's options as `option=value, ...`."""
+    if isinstance(value, Mapping):
+        value = ", ".join(f"{k}={value_text(v)}" for k, v in value.items())
+    return f"{key} `{value}`"
 
 
 def ours_text(setting: Setting) -> str:
@@ -90,7 +98,7 @@ def paper_section(paper: Paper) -> list[str]:
                 v.label,
                 f"{v.value:g}",
                 f"{v.model}: `{v.metric}`",
-                ", ".join(f"{k} `{x}`" for k, x in v.settings),
+                ", ".join(estimator_text(k, x) for k, x in v.settings),
                 v.note,
             )
             for v in paper.published

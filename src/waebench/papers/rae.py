@@ -3,8 +3,8 @@ Autoencoders", ICLR 2020: `experiment=rae_paper/*`, `sweep=rae_paper_table`.
 
 Published: Table 1, MNIST (padded to 32x32) and CelebA 64x64, FID of 10^4 images with the
 TensorFlow Inception network against the statistics of 10^4 test images. Its columns, the
-keys of ours they stand beside, and the estimator behind each (`FIDS` below; the protocol
-table has the code references):
+keys of ours they stand beside, and the estimator behind each (`columns` below; the
+protocol table has the code references):
 
 - REC, reconstructions of 10^4 images through the sampling layer -> `fid/reconstructions`;
 - N, samples of the prior N(0, I) for VAE and WAE -> `fid/samples/prior`; for CV-VAE, the
@@ -23,7 +23,7 @@ those numbers says so.
 from __future__ import annotations
 
 from waebench.papers.base import Paper, PublishedValue, Setting
-from waebench.samplers import describe
+from waebench.samplers import recorded_options
 
 SOURCE = "Ghosh et al. 2020, Table 1"
 KL = "waebench.regularizers.KLDivergence"
@@ -330,19 +330,20 @@ def columns(dataset: str, paper: str) -> tuple[tuple[str, tuple, str], ...]:
     """(our key, settings, note) of the REC, N, GMM and Interp columns of `paper`'s row."""
     if paper == "2sVAE":
         two_stage = {"preset": "rae", "beta": SECOND_STAGE_BETA[dataset]}
-        n_column = ("fid/samples/two_stage", describe("two_stage", {"two_stage": two_stage}), "")
+        sampler = recorded_options("two_stage", {"two_stage": two_stage})
+        n_column = ("fid/samples/two_stage", settings(dataset, sampler=sampler), "")
     elif paper in ("VAE", "WAE"):
-        n_column = ("fid/samples/prior", "prior", "")
+        n_column = ("fid/samples/prior", settings(dataset), "")
     else:
-        n_column = ("fid/samples/gaussian", "gaussian", GAUSSIAN_NOTE)
+        n_column = ("fid/samples/gaussian", settings(dataset), GAUSSIAN_NOTE)
     components = 1 if (dataset, paper) == ("celeba", "CV-VAE") else 10
-    dpgmm = describe("dpgmm", {"dpgmm": {"n_components": components, "max_iter": 100}})
+    dpgmm = recorded_options("dpgmm", {"dpgmm": {"n_components": components, "max_iter": 100}})
     interp_note = MNIST_INTERP_NOTE if dataset == "mnist" else ""
     second_stage = paper == "2sVAE"
     return (
         ("fid/reconstructions", settings(dataset, reconstruction="sample"),
          SECOND_STAGE_NOTE if second_stage else REC_NOTE),
-        (n_column[0], settings(dataset, sampler=n_column[1]), n_column[2]),
+        n_column,
         ("fid/samples/dpgmm", settings(dataset, sampler=dpgmm), ""),
         ("fid/interpolations", settings(dataset, interpolation="rae"),
          SECOND_STAGE_NOTE if second_stage else interp_note),

@@ -25,7 +25,6 @@ FID = (
     ("num_real", "not stated"),
     ("real", "not stated"),
     ("checkpoint", "not stated"),
-    ("sampler", "prior"),
 )
 APPENDIX = "the paper's appendix (CelebA), which describes the published runs"
 NONE = "waebench.regularizers.NoRegularizer"

@@ -1,5 +1,6 @@
-"""The page's side-by-side figures, recomputed from each model's checkpoint with the
-evaluation code (so runs that finished before the page existed get them too).
+"""The page's side-by-side figures, recomputed from each model's checkpoint (the one its
+evaluation scored: `eval.checkpoint`) with the evaluation code (so runs that finished before
+the page existed get them too).
 
 Every figure uses the same test images for every model, chosen by `seed`: reconstructions
 of N images, interpolations between K pairs, 2-D maps of M codes, the samples of each of the
@@ -9,7 +10,7 @@ A model without a usable checkpoint keeps its row, which says why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -25,14 +26,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from waebench import samplers  # noqa: E402
-from waebench.evaluation import figures  # noqa: E402
-from waebench.evaluation.evaluate import (  # noqa: E402
-    configured_samplers,
-    encode_images,
-    generated_images,
-    sampler_settings,
-)
+from waebench.evaluation import estimators, figures  # noqa: E402
+from waebench.evaluation.evaluate import encode_images, generated_images  # noqa: E402
 from waebench.evaluation.fid import to_uint8  # noqa: E402
+from waebench.evaluation.settings import FidSettings  # noqa: E402
 from waebench.model import load_model  # noqa: E402
 from waebench.reporting.runs import Run  # noqa: E402
 from waebench.reporting.table import Row  # noqa: E402
@@ -79,7 +76,9 @@ def load_entries(rows: list[Row]) -> list[Entry]:
             entry.why = f"no completed run ({seeds})"
         for run in sorted(row.completed, key=lambda r: str(r.seed)):
             try:
-                entry.model = load_model(run.run_dir).eval()
+                scored = run.eval_settings.checkpoint == "best"
+                path = estimators.best_checkpoint(run.run_dir) if scored else run.run_dir
+                entry.model = load_model(path).eval()
             except (FileNotFoundError, RuntimeError, KeyError) as error:
                 entry.why = f"seed {run.seed}: checkpoint unreadable: {error}"
                 continue
@@ -223,15 +222,6 @@ def map_figure(panels, labels, method: str, dataset: str, seed: int, path: Path)
     return path
 
 
-SAMPLER_LABELS = {
-    "prior": "prior",
-    "gaussian": "Gaussian fit",
-    "gmm": "GMM",
-    "two_stage": "two-stage VAE",
-    "flow": "flow",
-}
-
-
 @torch.no_grad()
 def samples(entries, datamodule, settings: FigureSettings, path: Path) -> Path:
     """Each model's decoded samples of each sampler its evaluation ran (its prior, or for a
@@ -242,21 +232,22 @@ def samples(entries, datamodule, settings: FigureSettings, path: Path) -> Path:
         if e.model is None:
             rows.append((e.label, None))
             continue
-        run_eval = OmegaConf.create(e.run.config["eval"])
-        eval_settings = OmegaConf.create(
-            {
-                "samplers": configured_samplers(run_eval) or [samplers.AUTO],
-                "sampler": sampler_settings(run_eval),
-                "batch_size": run_eval.batch_size,
-                "seed": run_eval.seed,
-                "split": run_eval.split,
-            }
+        run_settings = e.run.eval_settings
+        only_samples = replace(
+            run_settings,
+            samplers=run_settings.samplers or (samplers.AUTO,),
+            fid=FidSettings(reconstructions=False, interpolations=False),
         )
-        made = generated_images(e.model, datamodule, eval_settings, settings.n_images)
+        made = generated_images(e.model, datamodule, only_samples, settings.n_images)
         for source, images in made.items():
-            name = source.removeprefix("samples/")
-            rows.append((f"{e.label}: {SAMPLER_LABELS.get(name, name)}", images))
+            rows.append((f"{e.label}: {sampler_label(source.removeprefix('samples/'))}", images))
     return figures.labelled_rows(rows, path, settings.n_images)
+
+
+def sampler_label(name: str) -> str:
+    """A sampler as the tables head its column, with its name where that differs."""
+    label = getattr(samplers.SAMPLERS[name], "label", name)
+    return label if label.lower() == name else f"{label} ({name})"
 
 
 def running_mean(values: list[float], window: int) -> np.ndarray:
@@ -274,7 +265,7 @@ def training_curves(rows: list[Row], path: Path, window: int = 10) -> Path:
     (penalties are different divergences: compare their trends, not their levels)."""
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=90)
     cmap = plt.get_cmap("tab10")
-    for i, row in enumerate(r for r in rows if not r.source):
+    for i, row in enumerate(rows):
         for k, run in enumerate(row.completed):
             metrics_csv = run.run_dir / "csv" / "metrics.csv"
             if not metrics_csv.is_file():

@@ -15,34 +15,37 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 
-from waebench.reporting.table import Cell, Column, Row, Table  # noqa: E402
+from waebench.reporting.layout import STAND_IN, ShownColumn, groups  # noqa: E402
+from waebench.reporting.table import Cell, Row, Table  # noqa: E402
 
 
-def plotted_column(table: Table) -> Column | None:
-    """Our FID of samples when any run has it, else the first metric with values."""
-    filled = [c for c in table.columns if any(c in r.cells for r in table.rows if not r.source)]
-    for column in filled:
-        if column.metric.startswith("fid/samples"):
-            return column
-    return filled[0] if filled else None
+def plotted_column(table: Table) -> tuple[ShownColumn | None, str]:
+    """The N column (samples) of the first FID table when there is one, else the first
+    column with values; and the caption of its table's settings."""
+    found = groups(table)
+    for group in found:
+        for shown in group.columns:
+            if shown.host.startswith("fid/samples"):
+                return shown, ", ".join(f"{k}={v}" for k, v in group.shared.items())
+    if found:
+        return found[0].columns[0], ""
+    return None, ""
 
 
-def plotted_cells(table: Table, column: Column) -> list[tuple[Row, Cell, bool]]:
-    """(row, its cell, whether it is the fitted Gaussian's) for the rows with a value; a row
-    without prior samples shows its fitted Gaussian's FID with the same settings."""
-    fitted = Column("fid/samples/gaussian", column.settings)
+def plotted_cells(table: Table, shown: ShownColumn) -> list[tuple[Row, Cell, bool]]:
+    """(row, its cell, whether it stands in: a model without a prior's fitted Gaussian) for
+    the rows with a value."""
     out = []
-    for row in (r for r in table.rows if not r.source):
-        if column in row.cells:
-            out.append((row, row.cells[column], False))
-        elif column.metric == "fid/samples/prior" and fitted in row.cells:
-            out.append((row, row.cells[fitted], True))
+    for row in table.rows:
+        found = shown.cell(row)
+        if found is not None:
+            out.append((row, found[1], found[0].metric != shown.host))
     return out
 
 
 def write_figure(table: Table, path: Path) -> Path:
-    ours = [r for r in table.rows if not r.source]
-    column = plotted_column(table)
+    ours = table.rows
+    column, settings = plotted_column(table)
     grids = [
         (
             r,
@@ -69,12 +72,11 @@ def write_figure(table: Table, path: Path) -> Path:
         for bar, (_, _, fitted) in zip(bars, plotted, strict=True):
             bar.set_hatch("//" if fitted else "")
         chart.set_xticks(range(len(plotted)), [r.label for r, _, _ in plotted], fontsize=7)
-        chart.set_ylabel(column.title.split(" [")[0])
-        title = column.title
+        definition = column.definition
+        chart.set_ylabel(f"{definition.group} {column.heading}")
+        title = f"{definition.title} ({settings})" if settings else definition.title
         if any(fitted for _, _, fitted in plotted):
-            title += (
-                "; hatched: a model without a prior, samples of the Gaussian fitted to its codes"
-            )
+            title += f"; hatched ({STAND_IN}): a model without a prior, samples of the Gaussian fitted to its codes"
         chart.set_xlabel(textwrap.fill(title, 110), fontsize=7)
     else:
         chart.text(0.5, 0.5, "no completed run", ha="center", va="center")

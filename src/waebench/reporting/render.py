@@ -1,4 +1,5 @@
-"""The tables as Markdown (with the failed runs), CSV and LaTeX."""
+"""`ShownTable`s (`layout`) as Markdown, LaTeX (booktabs) and CSV, and the Markdown report
+of `waebench-report` (the tables of each dataset, the failed runs)."""
 
 from __future__ import annotations
 
@@ -6,128 +7,168 @@ import csv
 import math
 from pathlib import Path
 
+from waebench.reporting.layout import Shown, ShownTable
 from waebench.reporting.runs import Run
-from waebench.reporting.table import Cell, Row, Table
 
 
-def format_cell(cell: Cell | None, row: Row, pm: str = "±") -> str:
-    if cell is None or cell.n == 0:
-        return "n/a"
-    if row.source:
-        return f"{cell.mean:g}"
-    if cell.n == 1:
-        return f"{cell.mean:.4g} (n=1)"
-    return f"{cell.mean:.4g} {pm} {cell.std:.2g} (n={cell.n})"
+def cell_text(cell: Shown) -> str:
+    """A cell in Markdown: the number (bold when best), its marks, published numbers beside."""
+    text = f"**{cell.text}**" if cell.best else cell.text
+    text += "".join(cell.marks)
+    if cell.published:
+        text += " (" + "; ".join(f"{value}{mark}" for mark, value in cell.published) + ")"
+    return text
 
 
-def runs_done(row: Row) -> str:
-    return "" if row.source else f"{len(row.completed)}/{len(row.runs)}"
-
-
-def markdown_rows(header: list[str], lines: list[list[str]]) -> list[str]:
-    """A Markdown table's lines, with `|` inside cells escaped."""
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def markdown_rows(header: list[str], lines: list[list[str]], numbers: bool = False) -> list[str]:
+    """A Markdown table's lines, with `|` inside cells escaped; `numbers`: every column but
+    the first right-aligned."""
+    rule = "|---|" + ("---:|" if numbers else "---|") * (len(header) - 1)
+    out = ["| " + " | ".join(header) + " |", rule]
     out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines]
     return out
 
 
-def markdown_table(table: Table) -> str:
-    lines = [
-        [row.label, runs_done(row), *(format_cell(row.cells.get(c), row) for c in table.columns)]
-        for row in table.rows
-    ]
-    return "\n".join(markdown_rows(["model", "runs", *(c.title for c in table.columns)], lines))
+def markdown_table(table: ShownTable, files: str = "", level: int = 2) -> list[str]:
+    """Its title (a heading of `level`), caption, the table, its footnotes and (`files`)
+    the links to its LaTeX and CSV."""
+    lines = [[label, *(cell_text(c) for c in cells)] for label, cells in table.rows]
+    out = [f"{'#' * level} {table.title}", "", table.caption, ""]
+    out += markdown_rows(["model", *table.header], lines, numbers=True)
+    if table.footnotes:
+        out += ["", *(f"{note}  " for note in table.footnotes)]
+    if files:
+        out += ["", files]
+    return out
 
 
-def failure_lines(runs: list[Run]) -> list[str]:
-    failed = [r for r in runs if r.status != "completed"]
-    if not failed:
-        return ["All runs completed."]
-    lines = [
-        [
-            str(r.run_dir),
-            r.dataset,
-            r.model,
-            str(r.seed),
-            r.status,
-            (r.error.splitlines() or [""])[0][:300],
-        ]
-        for r in failed
-    ]
-    return markdown_rows(["run", "dataset", "model", "seed", "status", "error"], lines)
-
-
-def markdown_report(tables: list[Table], runs: list[Run], figures: dict[str, Path]) -> str:
-    completed = sum(r.status == "completed" for r in runs)
-    out = [
-        "# waebench report",
-        "",
-        f"{len(runs)} runs, {completed} completed. Cells: mean ± sample std over the seeds of "
-        "the completed runs (n = number of seeds); `runs` = completed/all runs of the row. "
-        "Each FID column names its settings (feature extractor, generated images num_fake, "
-        "real images num_real, real split); numbers with other settings get their own column. "
-        "Published rows are the paper's numbers, not ours.",
-    ]
-    for table in tables:
-        out += ["", f"## {table.dataset}", "", markdown_table(table)]
-        if table.dataset in figures:
-            out += ["", f"![{table.dataset}]({figures[table.dataset].name})"]
-    out += ["", "## Failed and unfinished runs", "", *failure_lines(runs), ""]
-    return "\n".join(out)
-
-
-def write_csv(table: Table, path: Path) -> None:
-    """One line per row; per column its mean, std and n (empty where there is none)."""
-    header = ["model", "settings", "published_source", "runs_completed", "runs_total"]
-    for column in table.columns:
-        header += [f"{column.title} mean", f"{column.title} std", f"{column.title} n"]
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for row in table.rows:
-            line = [row.model, ";".join(f"{k}={v}" for k, v in row.settings.items()), row.source]
-            line += ["", ""] if row.source else [len(row.completed), len(row.runs)]
-            for column in table.columns:
-                cell = row.cells.get(column)
-                if cell is None or cell.n == 0:
-                    line += ["", "", 0]
-                else:
-                    std = "" if math.isnan(cell.std) else repr(cell.std)
-                    line += [repr(cell.mean), std, cell.n]
-            writer.writerow(line)
-
-
-LATEX_SPECIALS = {
-    "&": r"\&",
-    "%": r"\%",
-    "#": r"\#",
-    "_": r"\_",
-    "λ": r"$\lambda$",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\^{}",
-}
+# Characters of the tables as LaTeX (pdflatex with the default input encoding).
+LATEX = {
+    "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "$": r"\$",
+    "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}",
+    "±": r"$\pm$", "°": r"$^\circ$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "λ": r"$\lambda$", "↓": r"$\downarrow$",
+    "↑": r"$\uparrow$", "→": r"$\rightarrow$", "²": r"$^2$", "‖": r"$\|$", "—": "---",
+    "–": "--", "…": r"\dots{}", "×": r"$\times$", "⚠": r"\textsuperscript{!}", "★": r"$\star$",
+    "σ": r"$\sigma$", "μ": r"$\mu$", "≈": r"$\approx$", "≤": r"$\leq$", "≥": r"$\geq$",
+    "ᵃ": r"\textsuperscript{a}", "ᵇ": r"\textsuperscript{b}", "ᶜ": r"\textsuperscript{c}",
+    "ᵈ": r"\textsuperscript{d}", "ᵉ": r"\textsuperscript{e}", "ᶠ": r"\textsuperscript{f}",
+    "ᵍ": r"\textsuperscript{g}", "ʰ": r"\textsuperscript{h}", "`": "",
+}  # fmt: skip
 
 
 def latex_escape(text: str) -> str:
-    return "".join(LATEX_SPECIALS.get(ch, ch) for ch in text)
+    """`text` with LaTeX's special characters escaped and the tables' symbols as macros;
+    any other non-ASCII character is refused, naming it (pdflatex would fail on it)."""
+    out = []
+    for ch in text:
+        if ch in LATEX:
+            out.append(LATEX[ch])
+        elif ord(ch) < 128:
+            out.append(ch)
+        else:
+            raise ValueError(f"no LaTeX for {ch!r} in {text!r}: add it to render.LATEX")
+    return "".join(out)
 
 
-def write_latex(table: Table, path: Path) -> None:
-    """A booktabs tabular: one line per row, one column per metric."""
-    spec = "ll" + "r" * len(table.columns)
-    header = ["model", "runs", *(c.title for c in table.columns)]
+def latex_cell(cell: Shown) -> str:
+    text = latex_escape(cell.text)
+    text = rf"\textbf{{{text}}}" if cell.best else text
+    text += "".join(latex_escape(m) for m in cell.marks)
+    if cell.published:
+        text += " (" + "; ".join(latex_escape(f"{v}{m}") for m, v in cell.published) + ")"
+    return text
+
+
+def latex_table(table: ShownTable) -> str:
+    """A `table` float: caption, label and a booktabs tabular, the footnotes under it."""
+    spec = "l" + "r" * len(table.header)
     lines = [
-        f"% waebench-report: {table.dataset}; mean $\\pm$ sample std over seeds (n seeds)",
-        f"\\begin{{tabular}}{{{spec}}}",
-        "\\toprule",
-        " & ".join(latex_escape(h) for h in header) + r" \\",
-        "\\midrule",
+        r"\begin{table}[t]",
+        r"\centering\small",
+        rf"\caption{{{latex_escape(table.title)}. {latex_escape(table.caption)}}}",
+        rf"\label{{tab:{table.slug}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(latex_escape(h) for h in ["model", *table.header]) + r" \\",
+        r"\midrule",
     ]
-    for row in table.rows:
-        cells = [format_cell(row.cells.get(c), row, pm="$\\pm$") for c in table.columns]
-        cells = [c if "$" in c else latex_escape(c) for c in cells]
-        lines.append(" & ".join([latex_escape(row.label), runs_done(row), *cells]) + r" \\")
-    lines += ["\\bottomrule", "\\end{tabular}", ""]
-    path.write_text("\n".join(lines))
+    for label, cells in table.rows:
+        lines.append(" & ".join([latex_escape(label), *map(latex_cell, cells)]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if table.footnotes:
+        notes = r" \\ ".join(latex_escape(n) for n in table.footnotes)
+        lines.append(rf"\par\smallskip\footnotesize {notes}")
+    lines += [r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def write_latex(tables: list[ShownTable], path: Path) -> Path:
+    """The tables' LaTeX into `path` (`\\input` it; needs `\\usepackage{booktabs}`)."""
+    head = "% waebench-report; needs \\usepackage{booktabs}\n"
+    path.write_text(head + "\n".join(latex_table(t) for t in tables))
+    return path
+
+
+def write_csv(table: ShownTable, path: Path) -> Path:
+    """One line per row; per metric column its mean, std and n (empty where none), the
+    metric key where a column mixes two (N), the published numbers shown beside ours."""
+    columns = []
+    for j, heading in enumerate(table.header):
+        cells = [cells[j] for _, cells in table.rows]
+        if not any(c.n for c in cells):
+            columns.append((j, heading, ("text",)))
+            continue
+        parts = ["mean", "std", "n"]
+        if len({c.key for c in cells if c.key}) > 1:
+            parts.append("key")
+        if any(c.published for c in cells):
+            parts.append("published")
+        columns.append((j, heading, tuple(parts)))
+    header = ["model"]
+    for _, heading, parts in columns:
+        header += [heading if p in ("mean", "text") else f"{heading} {p}" for p in parts]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for label, cells in table.rows:
+            line = [label]
+            for j, _, parts in columns:
+                cell = cells[j]
+                for part in parts:
+                    line.append(csv_value(cell, part))
+            writer.writerow(line)
+    return path
+
+
+def csv_value(cell: Shown, part: str) -> str:
+    if part == "text":
+        return cell.text
+    if part == "mean":
+        return "" if cell.mean is None else repr(cell.mean)
+    if part == "std":
+        return "" if cell.std is None or math.isnan(cell.std) else repr(cell.std)
+    if part == "n":
+        return str(cell.n)
+    if part == "key":
+        return cell.key
+    return "; ".join(f"{value} ({mark})" for mark, value in cell.published)
+
+
+def failure_lines(runs: list[Run]) -> list[str]:
+    """The runs whose training or evaluation did not complete, with why and, for a missing
+    evaluation, the command that fills it."""
+    odd = [r for r in runs if r.status != "completed" or r.evaluation_missing]
+    if not odd:
+        return ["All runs completed."]
+    lines = []
+    for r in odd:
+        if r.status != "completed":
+            what, why = r.status, (r.error.splitlines() or [""])[0][:300]
+        else:
+            what = f"evaluation {r.evaluation}"
+            error = str((r.metrics or {}).get("eval_error", ""))
+            why = ((error.splitlines() or [""])[0][:200] + "; " if error else "") + (
+                f"fill it: `{r.eval_command}`"
+            )
+        lines.append([str(r.run_dir), r.dataset, r.model, str(r.seed), what, why])
+    return markdown_rows(["run", "dataset", "model", "seed", "status", "why"], lines)

@@ -1,16 +1,20 @@
 """The runs under sweep or output folders as a report sees them: the resolved config, the
-record once they end (read through `waebench.run.record`), and the model's name in tables."""
+record once they end (read through `waebench.run.record`), its metric entries and `eval`
+settings in today's form (`waebench.evaluation.legacy`), and the model's name in tables."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from waebench.evaluation import legacy
+from waebench.evaluation.definitions import METRICS
+from waebench.evaluation.settings import EvalSettings
 from waebench.run.record import Status, find_run_dirs, read_config, read_metrics
 
 # The regularizer's class -> the model's name in tables.
@@ -30,6 +34,15 @@ RAE_NAMES = {"l2": "RAE-L2", "gp": "RAE-GP"}
 
 
 @cache
+def regularizer_class(target: str) -> type | None:
+    """The regularizer class of `target`, or None where it does not import."""
+    try:
+        return get_class(target)
+    except Exception:  # not importable where the report runs
+        return None
+
+
+@cache
 def model_name(target: str) -> str:
     """The name of the model whose regularizer is `target`: a built-in's from MODEL_NAMES; a
     class of your own by its `name` attribute when it sets one and imports here, else by the
@@ -37,13 +50,11 @@ def model_name(target: str) -> str:
     class_name = target.rsplit(".", 1)[-1]
     if class_name in MODEL_NAMES:
         return MODEL_NAMES[class_name]
-    try:
-        return str(vars(get_class(target)).get("name", class_name))
-    except Exception:  # not importable where the report runs
-        return class_name
+    cls = regularizer_class(target)
+    return class_name if cls is None else str(vars(cls).get("name", class_name))
 
 
-@dataclass
+@dataclass(eq=False)
 class Run:
     run_dir: Path
     config: dict[str, Any]
@@ -83,6 +94,64 @@ class Run:
         """The command-line overrides it was launched with (Hydra's `.hydra/overrides.yaml`)."""
         path = self.run_dir / ".hydra" / "overrides.yaml"
         return [str(o) for o in OmegaConf.load(path)] if path.is_file() else None
+
+    @cached_property
+    def eval_settings(self) -> EvalSettings:
+        """The run's `eval` settings (its `config.yaml`), in today's layout."""
+        return EvalSettings.from_config(self.config.get("eval") or {}, strict=False)
+
+    @cached_property
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """Its metric entries, `metrics.json` `eval` in today's form, with the metrics read
+        from the training's test epoch (`record="test"` definitions, key `test/<term>`)."""
+        metrics = self.metrics or {}
+        out = legacy.entries(metrics.get("eval") or {}, self.eval_settings.sampler or {})
+        test = metrics.get("test") or {}
+        for key, definition in METRICS.items():
+            term = key.removeprefix("test/")
+            if definition.record == "test" and isinstance(test.get(term), int | float):
+                out[key] = {"value": float(test[term])}
+        return out
+
+    @property
+    def evaluation(self) -> str:
+        """The state of its evaluation: `completed`, `failed`, `pending` (training completed,
+        no evaluation recorded), `off` (`eval.enabled=false`), or `none` (training did not
+        complete). A record that states it (`evaluation`) is taken at its word."""
+        metrics = self.metrics or {}
+        if metrics.get("evaluation"):
+            return str(metrics["evaluation"])
+        if self.status != Status.COMPLETED:
+            return "none"
+        if metrics.get("eval_error"):
+            return "failed"
+        if metrics.get("eval"):
+            return "completed"
+        return "pending" if self.eval_settings.enabled is not False else "off"
+
+    @property
+    def evaluation_missing(self) -> bool:
+        """Training completed and its evaluation did not: a gap `eval_command` fills."""
+        return self.evaluation in ("pending", "failed")
+
+    @property
+    def collapsed(self) -> str:
+        """Why the record flags the model as collapsed (`collapsed`), or ''."""
+        flag = (self.metrics or {}).get("collapsed")
+        if isinstance(flag, dict):
+            return str(flag.get("reason") or flag.get("why") or "collapsed")
+        return str(flag) if isinstance(flag, str) else ("collapsed" if flag else "")
+
+    @property
+    def uses_prior(self) -> bool | None:
+        """Whether its regularizer pulls the codes toward the prior (None: unknown here)."""
+        cls = regularizer_class(str(self.config["regularizer"]["_target_"]))
+        return None if cls is None else bool(getattr(cls, "uses_prior", True))
+
+    @property
+    def eval_command(self) -> str:
+        """The `waebench-eval` command that (re-)runs its evaluation with its settings."""
+        return self.eval_settings.command(self.run_dir)
 
     @property
     def model(self) -> str:

@@ -1,9 +1,11 @@
-"""One comparison table per dataset: rows are models (a regularizer with its settings), columns
-are metrics, cells are mean ± std over the seeds of the completed runs.
+"""The numbers of a comparison, per dataset: rows are models (a regularizer with its
+settings), columns are metrics with the settings that computed them, cells hold the values
+of the completed runs' seeds; and the published numbers of the same dataset and models.
 
-FID columns are keyed by their settings (metric, feature extractor, number of generated and of
-real images, real split, and the estimator: checkpoint, sampler, reconstructions' codes,
-interpolation pairs): numbers computed differently never share a column.
+A column is a metric of `waebench.evaluation.definitions` and its comparable settings
+(feature extractor, image counts, real set, the checkpoint scored, sampler options, the
+reconstructions' codes, the interpolation pairs, ...): numbers computed differently never
+share a column. How a table is shown is `layout`'s job.
 """
 
 from __future__ import annotations
@@ -13,51 +15,22 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from waebench.papers import PUBLISHED
-from waebench.papers.base import ESTIMATOR_FIELDS
+from waebench.evaluation.definitions import MetricDefinition, definition_of, ordering
+from waebench.papers import PUBLISHED, PublishedValue
 from waebench.reporting.runs import Run
 from waebench.run.record import NOT_MODEL_KEYS, Status, flatten
-
-FID_SETTINGS = ("extractor", *ESTIMATOR_FIELDS)
-# Non-FID columns, in table order: (name in metrics.json's `eval`, title).
-OTHER_COLUMNS = (
-    ("mse/test", "reconstruction MSE/pixel"),
-    ("rec/test", "test reconstruction cost"),
-    ("latent_mmd/test", "latent MMD"),
-)
-# A latent-MMD entry without `codes` predates the sampled-code estimator: for a Gaussian
-# encoder it scored the means, so it gets its own column rather than mixing with new ones.
-UNRECORDED_CODES = (
-    ("codes", "unrecorded: an older evaluation, on the means of a Gaussian encoder"),
-)
-# FID columns, in table order: one per sampler of `eval.samplers`, then the other image sets.
-FID_TITLES = {
-    "fid/samples/prior": "FID samples",
-    "fid/samples/gaussian": "FID samples (Gaussian fitted to the codes)",
-    "fid/samples/gmm": "FID samples (GMM)",
-    "fid/samples/dpgmm": "FID samples (Dirichlet-process GMM)",
-    "fid/samples/two_stage": "FID samples (two-stage VAE)",
-    "fid/samples/flow": "FID samples (flow)",
-    "fid/reconstructions": "FID reconstructions",
-    "fid/interpolations": "FID interpolations",
-}
 
 
 @dataclass(frozen=True)
 class Column:
+    """A metric (its definition's key) computed with `settings`."""
+
     metric: str
     settings: tuple[tuple[str, Any], ...] = ()
-    published: bool = False
 
     @property
-    def title(self) -> str:
-        base = FID_TITLES.get(self.metric) or dict(OTHER_COLUMNS).get(self.metric, self.metric)
-        if self.published:
-            base = f"published {base}"
-        if not self.settings:
-            return base
-        details = ", ".join(f"{k}={v}" for k, v in self.settings if v is not None)
-        return f"{base} [{details}]"
+    def definition(self) -> MetricDefinition:
+        return definition_of(self.metric)
 
 
 @dataclass
@@ -78,13 +51,14 @@ class Cell:
         return statistics.stdev(self.values) if self.n > 1 else math.nan
 
 
-@dataclass
+@dataclass(eq=False)
 class Row:
+    """One model: its runs (one per seed) and their values per column."""
+
     model: str
-    settings: dict[str, Any]
+    settings: dict[str, Any]  # the config values shown to tell it apart (`key_settings`)
     runs: list[Run] = field(default_factory=list)
     cells: dict[Column, Cell] = field(default_factory=dict)
-    source: str = ""  # set for published rows
 
     @property
     def completed(self) -> list[Run]:
@@ -92,39 +66,37 @@ class Row:
 
     @property
     def label(self) -> str:
-        if self.source:
-            return f"{self.model} (published: {self.source})"
         shown = ", ".join(f"{k}={v}" for k, v in self.settings.items())
         return f"{self.model} ({shown})" if shown else self.model
+
+    @property
+    def uses_prior(self) -> bool | None:
+        return self.runs[0].uses_prior if self.runs else None
+
+    @property
+    def weight(self) -> float | None:
+        """λ, the regularizer's weight (None where the config has none)."""
+        return flatten(self.runs[0].config).get("regularizer.weight") if self.runs else None
 
 
 @dataclass
 class Table:
     dataset: str
     rows: list[Row]
-    columns: list[Column]
+    columns: list[Column]  # every column some row has a value in, in table order
+    published: list[PublishedValue] = field(default_factory=list)
 
 
 def run_entries(run: Run) -> dict[Column, float]:
-    """The numbers one completed run contributes: its `eval` entries (FID names may carry an
-    `@<extractor>` suffix; the extractor is in the settings anyway), and its test cost when
-    the evaluation did not record `rec/test`."""
-    entries: dict[Column, float] = {}
-    for name, entry in (run.metrics or {}).get("eval", {}).items():
-        metric = name.split("@")[0]
-        if not isinstance(entry, dict) or "value" not in entry:
-            continue
-        if metric.startswith(("fid/", "kid/")):
-            settings = tuple((k, entry.get(k)) for k in FID_SETTINGS)
-            entries[Column(metric, settings)] = float(entry["value"])
-        elif metric == "latent_mmd/test" and "codes" not in entry:
-            entries[Column(metric, UNRECORDED_CODES)] = float(entry["value"])
-        elif metric in dict(OTHER_COLUMNS):
-            entries[Column(metric)] = float(entry["value"])
-    test = (run.metrics or {}).get("test", {})
-    if Column("rec/test") not in entries and "rec" in test:
-        entries[Column("rec/test")] = float(test["rec"])
-    return entries
+    """The numbers one run contributes, each in its column."""
+    out = {}
+    for key, entry in run.entries.items():
+        if isinstance(entry, dict) and isinstance(entry.get("value"), int | float):
+            definition = definition_of(key)
+            out[Column(definition.key, definition.comparable_settings(entry))] = float(
+                entry["value"]
+            )
+    return out
 
 
 def model_identity(run: Run) -> tuple[str, tuple[tuple[str, Any], ...]]:
@@ -138,17 +110,11 @@ def model_identity(run: Run) -> tuple[str, tuple[tuple[str, Any], ...]]:
     return run.model, tuple(sorted((k, repr(v)) for k, v in kept.items()))
 
 
-def key_settings(run: Run, varying: set[str]) -> dict[str, Any]:
-    """λ and d_z always (λ not for the AE), plus every setting that varies between the rows
-    of the same model."""
+def key_settings(varying: set[str], run: Run) -> dict[str, Any]:
+    """The settings that tell this row apart from another row of the same model name."""
     flat = flatten(run.config)
-    shown: dict[str, Any] = {}
-    if run.model != "AE":
-        shown["λ"] = flat.get("regularizer.weight")
-    shown["d_z"] = flat.get("model.latent_dim")
-    for key in sorted(varying - {"regularizer.weight", "model.latent_dim"}):
-        shown[key] = flat.get(key)
-    return shown
+    names = {"regularizer.weight": "λ", "model.latent_dim": "d_z"}
+    return {names.get(k, k): flat.get(k) for k in sorted(varying)}
 
 
 def varying_keys(identity: tuple, others: list[tuple]) -> set[str]:
@@ -160,6 +126,7 @@ def varying_keys(identity: tuple, others: list[tuple]) -> set[str]:
 
 
 def build_tables(runs: list[Run]) -> list[Table]:
+    """One table per dataset of `runs`."""
     tables = []
     for dataset in sorted({r.dataset for r in runs}):
         groups: dict[tuple, list[Run]] = {}
@@ -168,48 +135,14 @@ def build_tables(runs: list[Run]) -> list[Table]:
         rows = []
         for (model, identity), members in sorted(groups.items(), key=lambda g: g[0]):
             varying = varying_keys(identity, [ident for (m, ident) in groups if m == model])
-            row = Row(model, key_settings(members[0], varying), runs=members)
+            row = Row(model, key_settings(varying, members[0]), runs=members)
             for run in row.completed:
                 for column, value in run_entries(run).items():
                     row.cells.setdefault(column, Cell()).values.append(value)
             rows.append(row)
-        rows += published_rows(dataset, {row.model for row in rows})
-        tables.append(Table(dataset, rows, ordered_columns(rows)))
+        present = {c for row in rows for c in row.cells}
+        columns = sorted(present, key=lambda c: (ordering(c.metric), c.metric, repr(c.settings)))
+        models = {row.model for row in rows}
+        published = [v for v in PUBLISHED if v.dataset == dataset and v.model in models]
+        tables.append(Table(dataset, rows, columns, published))
     return tables
-
-
-def published_rows(dataset: str, models: set[str]) -> list[Row]:
-    """One row per published model of `dataset` that stands beside one of ours (`models`),
-    with all its numbers from that source."""
-    rows: dict[tuple[str, str], Row] = {}
-    for value in PUBLISHED:
-        if value.dataset == dataset and value.model in models:
-            row = rows.setdefault(
-                (value.source, value.label), Row(value.label, {}, source=value.source)
-            )
-            column = Column(value.metric, value.settings, published=True)
-            row.cells[column] = Cell([value.value])
-    return list(rows.values())
-
-
-def ordered_columns(rows: list[Row]) -> list[Column]:
-    """FID columns first (by metric, ours before published), then the other metrics; a metric
-    no run reported is still shown, empty, so a missing evaluation is visible."""
-    present = {c for row in rows for c in row.cells}
-    for metric in ("fid/samples/prior", "fid/reconstructions"):
-        if not any(c.metric == metric and not c.published for c in present):
-            present.add(Column(metric))
-    fids = sorted(
-        (c for c in present if c.metric.startswith(("fid/", "kid/"))),
-        key=lambda c: (
-            list(FID_TITLES).index(c.metric) if c.metric in FID_TITLES else 99,
-            c.metric,
-            c.published,
-            repr(c.settings),
-        ),
-    )
-    others = []
-    for metric, _ in OTHER_COLUMNS:
-        others.append(Column(metric))
-        others += sorted((c for c in present if c.metric == metric and c.settings), key=repr)
-    return fids + others

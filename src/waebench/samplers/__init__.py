@@ -7,8 +7,10 @@ names them and `eval.sampler.<name>` holds each one's settings (conf/eval/defaul
 regularizer pulls the codes toward one (`LatentRegularizer.uses_prior`), else a Gaussian
 fitted to the training codes. `prior` on a model without a prior is refused.
 
-`describe(name, settings)` is the short account of a sampler that a FID entry records
-(`sampler`) and that a published number names (docs/protocols.md).
+A sampler class also says how reports head its column (`label`, `title`) and the valid
+range of each of its options (`options`: the keys `eval.sampler.<name>` may have);
+`recorded_options` is what a FID entry records of them (`sampler`), and what a published
+number states (docs/protocols.md).
 """
 
 from __future__ import annotations
@@ -58,17 +60,11 @@ def resolve(names: Sequence[str], uses_prior: bool) -> list[str]:
     return out
 
 
-def problems(
-    names: Any,
-    uses_prior: bool | None,
-    regularizer: str = "",
-    settings: Mapping[str, Any] | None = None,
-) -> list[str]:
+def problems(names: Any, uses_prior: bool | None, regularizer: str = "") -> list[str]:
     """What is wrong with `eval.samplers=names` (for a model whose regularizer `uses_prior`;
-    None: not known yet) and the samplers' `settings` (`eval.sampler`): not a list, unknown
-    names, `prior` without a prior, `flow` without zuko, a two-stage option out of its
-    choices. One line each, naming the option and the fix (numeric ranges:
-    `waebench.config_check.RANGES`)."""
+    None: not known yet): not a list, unknown names, `prior` without a prior, `flow` without
+    zuko. One line each, naming the option and the fix (the options of `eval.sampler` are
+    checked against the classes' `options` by `waebench.evaluation.settings`)."""
     if isinstance(names, str) or not isinstance(names, Sequence):
         return [f"eval.samplers={names!r}: must be a list of {', '.join(CHOICES)}"]
     try:
@@ -86,10 +82,6 @@ def problems(
         )
     if "flow" in resolved and not zuko_available():
         found.append(f"eval.samplers: `flow`: {INSTALL}")
-    try:
-        resolve_settings(dict((settings or {}).get(TwoStageVAESampler.name) or {}))
-    except ValueError as error:
-        found.append(str(error))
     return found
 
 
@@ -118,13 +110,15 @@ def build(
     return cls(codes(), seed=seed, **options)
 
 
-def describe(name: str, settings: Mapping[str, Any] | None = None) -> str:
-    """A sampler with the settings that decide its law (`eval.sampler.<name>`, those set),
-    e.g. `prior`, `dpgmm(max_iter=100, n_components=10)`, `two_stage(beta=0.0015,
-    preset=rae)`: what a FID entry records as its `sampler`, and a published number too."""
-    options = dict((settings or {}).get(name) or {})
-    shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if v is not None)
-    return f"{name}({shown})" if shown else name
+def recorded_options(name: str, settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The options of sampler `name` that its FID entries record (`sampler`), from
+    `settings` (`eval.sampler`): those set (null is the default's value), in the class's
+    own terms where it has them (`recorded_options`: a two-stage preset and what differs
+    from it), e.g. {} for the prior, {"n_components": 10, "max_iter": 100} for `dpgmm`,
+    {"preset": "rae", "beta": 0.0015} for the RAE code's second stage."""
+    options = {k: v for k, v in dict((settings or {}).get(name) or {}).items() if v is not None}
+    own = getattr(SAMPLERS.get(name), "recorded_options", None)
+    return own(options) if own else options
 
 
 __all__ = [
@@ -138,7 +132,7 @@ __all__ = [
     "PriorSampler",
     "TwoStageVAESampler",
     "build",
-    "describe",
     "problems",
+    "recorded_options",
     "resolve",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from waebench.config_check import at_least, positive
 from waebench.samplers.fitting import Standardized, adam_on_minibatches
 
 INSTALL = "the flow sampler needs zuko: pip install 'waebench[flow]' (or pip install zuko)"
@@ -25,6 +26,15 @@ class FlowSampler:
     `lr`) to maximise the likelihood of the standardized codes."""
 
     name = "flow"
+    label = "flow"
+    title = "a normalizing flow fitted to the training codes"
+    options = {  # the ranges of eval.sampler.flow
+        "transforms": at_least(1),
+        "hidden": at_least(1),
+        "steps": at_least(1),
+        "batch_size": at_least(1),
+        "lr": positive(),
+    }
     needs_prior = False
 
     def __init__(

@@ -11,6 +11,8 @@ class GaussianSampler:
     the maximum-likelihood Gaussian (up to S's n / (n - 1)), as a 1-component GMM."""
 
     name = "gaussian"
+    label = "Gaussian"
+    title = "a Gaussian fitted to the training codes"
     needs_prior = False
 
     def __init__(self, codes: torch.Tensor, seed: int = 0) -> None:

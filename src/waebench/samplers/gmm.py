@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 
+from waebench.config_check import at_least, positive
+
 
 class MixtureSampler:
     """Samples of a fitted scikit-learn mixture, shuffled (sklearn groups them by component)."""
@@ -35,6 +37,9 @@ class GMMSampler(MixtureSampler):
     GaussianMixture, at most `max_iter` iterations) to the codes of the training set."""
 
     name = "gmm"
+    label = "GMM"
+    title = "a Gaussian mixture fitted to the training codes by EM"
+    options = {"n_components": at_least(1), "max_iter": at_least(1)}  # eval.sampler.gmm
 
     def __init__(
         self, codes: torch.Tensor, seed: int = 0, n_components: int = 10, max_iter: int = 100
@@ -54,6 +59,13 @@ class DPGMMSampler(MixtureSampler):
     scikit-learn and the RAE code, to 1 / n_components."""
 
     name = "dpgmm"
+    label = "DP-GMM"
+    title = "a Dirichlet-process Gaussian mixture fitted to the training codes"
+    options = {  # the ranges of eval.sampler.dpgmm
+        "n_components": at_least(1),
+        "weight_concentration_prior": positive(nullable=True),
+        "max_iter": at_least(1),
+    }
 
     def __init__(
         self,

@@ -12,6 +12,8 @@ class PriorSampler:
     (`LatentRegularizer.uses_prior`); the evaluation refuses it on the others."""
 
     name = "prior"
+    label = "N"  # its FID's column heading: N of Ghosh et al. 2020's Table 1
+    title = "samples of the prior"
     needs_prior = True
 
     def __init__(self, prior: GaussianPrior) -> None:

@@ -55,6 +55,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from waebench.config_check import Choice, Range, at_least, positive
 from waebench.samplers.fitting import Standardized, adam_on_epochs, adam_on_minibatches
 
 GAMMAS = ("batch_optimum", "learned", "fixed")
@@ -125,7 +126,29 @@ PRESETS: dict[str, dict[str, Any]] = {
         "device": "auto",
     },
 }
-OPTIONS = ("preset", *PRESETS["study"])
+NULLABLE_BOOLEAN = Choice((True, False, None))
+OPTIONS = {  # the ranges of eval.sampler.two_stage; null: the preset's value
+    "preset": Choice(tuple(PRESETS)),
+    "standardize": NULLABLE_BOOLEAN,
+    "hidden": at_least(1, nullable=True),
+    "layers": at_least(1, nullable=True),
+    "skip": NULLABLE_BOOLEAN,
+    "log_std_bound": positive(nullable=True),
+    "glorot_init": NULLABLE_BOOLEAN,
+    "gamma": Choice((*GAMMAS, None)),
+    "beta": positive(nullable=True),
+    "kl_warmup": Range(False, 0.0, 1.0, nullable=True),
+    "train_codes": Choice((*TRAIN_CODES, None)),
+    "steps": at_least(1, nullable=True),
+    "epochs": at_least(1, nullable=True),
+    "batch_size": at_least(2, nullable=True),
+    "lr": positive(nullable=True),
+    "lr_halving_epochs": at_least(1, nullable=True),
+    "plateau_patience": at_least(1, nullable=True),
+    "validation_fraction": Range(False, 0.0, 1.0, high_open=True, nullable=True),
+    "decoder_noise": NULLABLE_BOOLEAN,
+    "device": Choice((*DEVICES, None)),
+}
 
 
 def resolve_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -207,7 +230,33 @@ class TwoStageVAESampler:
     (`auto`, the papers' presets) on `evaluation_device`, the evaluation's."""
 
     name = "two_stage"
+    label = "2-stage"
+    title = "a second VAE trained on the training codes"
+    options = OPTIONS
     needs_prior = False
+
+    @staticmethod
+    def option_problems(options: Mapping[str, Any]) -> list[str]:
+        """What is wrong with the options together (e.g. `gamma: fixed` without `beta`),
+        once each one is in its range."""
+        try:
+            resolve_settings(options)
+        except ValueError as error:
+            return [str(error)]
+        return []
+
+    @staticmethod
+    def recorded_options(options: Mapping[str, Any]) -> dict[str, Any]:
+        """The options as an entry records them: the preset and the options whose value
+        differs from the preset's (a record from before the presets, whose options were
+        the `study` values, reads as `{"preset": "study"}`)."""
+        try:
+            resolved = resolve_settings(options)
+        except ValueError:
+            return dict(options)
+        preset = options.get("preset") or "study"
+        changed = {k: v for k, v in resolved.items() if v != PRESETS[preset][k]}
+        return {"preset": preset, **changed}
 
     def __init__(
         self,

@@ -1,0 +1,82 @@
+"""A person's remarks on a page (`waebench-report --page --notes FILE`): what the figures show
+that a number does not, printed next to that number, and the seed spread known from
+elsewhere that a one-seed page quotes.
+
+The file is YAML: a list of `{model, column, note}`, or a mapping with that list under
+`cells` and the optional text `seed_spread`. `model` is a row's model name (or its label,
+e.g. `WAE-MMD (λ=1.0)`, where two rows share a name); `column` is a metric key of
+`metrics.json` (`fid/samples/prior`, `latent_mmd/test`, `test/penalty`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from waebench.reporting.table import Table
+
+# Column names of notes written before the metric keys were used (the page's loss table).
+OLD_COLUMNS = {"test.rec": "rec/test", "test.penalty": "test/penalty"}
+
+
+class NotesError(ValueError):
+    """A notes file that does not fit its page; the message names the entry and the fix."""
+
+
+@dataclass(frozen=True)
+class CellNote:
+    model: str
+    column: str
+    text: str
+
+
+@dataclass
+class Notes:
+    cells: list[CellNote] = field(default_factory=list)
+    seed_spread: str = ""
+
+    def marks(self, model: str, label: str, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """†i of each note on the row (`model` or its `label`) and one of the `keys`."""
+        return tuple(
+            f"†{i}"
+            for i, n in enumerate(self.cells, 1)
+            if n.model in (model, label) and n.column in keys
+        )
+
+
+def load_notes(path: str | Path, table: Table) -> Notes:
+    """Read a notes file, refusing a model or column that is not on `table`'s page."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"notes file {path} does not exist; pass an existing YAML file")
+    loaded = yaml.safe_load(path.read_text())
+    if isinstance(loaded, dict):
+        unknown = set(loaded) - {"cells", "seed_spread"}
+        if unknown:
+            raise NotesError(f"notes file {path}: unknown keys {sorted(unknown)}; "
+                             "valid: cells, seed_spread")  # fmt: skip
+        entries, spread = loaded.get("cells") or [], str(loaded.get("seed_spread") or "")
+    else:
+        entries, spread = loaded, ""
+    if not isinstance(entries, list):
+        raise NotesError(f"notes file {path}: expected a list of {{model, column, note}}")
+    models = sorted({r.model for r in table.rows} | {r.label for r in table.rows})
+    columns = sorted({c.metric for c in table.columns})
+    notes = Notes(seed_spread=spread.strip())
+    for number, entry in enumerate(entries, 1):
+        where = f"notes file {path}, entry {number}"
+        if not isinstance(entry, dict) or set(entry) != {"model", "column", "note"}:
+            raise NotesError(f"{where}: expected exactly the keys model, column, note")
+        column = str(entry["column"]).removeprefix("eval.")
+        column = OLD_COLUMNS.get(column, column)
+        if entry["model"] not in models:
+            raise NotesError(
+                f"{where}: model {entry['model']!r} is not on this page; models: {models}"
+            )
+        if column not in columns:
+            raise NotesError(
+                f"{where}: column {entry['column']!r} is not on this page; columns: {columns}"
+            )
+        notes.cells.append(CellNote(entry["model"], column, str(entry["note"]).strip()))
+    return notes
