@@ -60,6 +60,14 @@ def test_the_users_overrides_win_and_models_keeps_each_tables_first_rows():
         tables.table_jobs(TABLE["wae_mnist"], 1, "0", ["model.latent_dim=0"])
 
 
+def test_the_cwae_table_is_its_mnist_and_fashion_mnist_rows():
+    if tables.sweep_grid("cwae_paper_table") is None:
+        pytest.skip("sweep=cwae_paper_table is not in this waebench: the table is left out")
+    cwae = tables.table_jobs(TABLE["cwae"], None, "0", [])
+    assert len(cwae.jobs) == 8 and cwae.datasets == ["fashion_mnist", "mnist"]
+    assert all(j.inception for j in cwae.jobs)
+
+
 def test_a_table_whose_sweep_config_is_absent_is_left_out():
     absent = tables.Table("x", "a table of a later release", "no_such_sweep", "experiment")
     assert tables.table_jobs(absent, None, "0", []) is None

@@ -1,8 +1,8 @@
 """The tables `waebench-study` runs, and the jobs of each.
 
 A table is one line of TABLES: a sweep config (conf/sweep/<sweep>.yaml) whose grid names the
-models (`model_key`: `experiment` or `regularizer`), the rows kept (`prefix`: the MNIST rows
-of a sweep that also holds CelebA's), and the overrides that put it at the paper's protocol.
+models (`model_key`: `experiment` or `regularizer`), the rows kept (`prefixes`: the MNIST
+rows of a sweep that also holds CelebA's), and the overrides that put it at the paper's protocol.
 Every job also gets GPU_OPTIONS (the options tests/test_fast.py checks against float32) and
 EVAL_OPTIONS (10,000-image Inception FIDs); the user's overrides replace those of the same
 key. A table whose sweep config is not in this waebench is left out, with a message.
@@ -48,7 +48,7 @@ class Table:
     title: str
     sweep: str
     model_key: str  # the swept key whose values are the table's rows
-    prefix: str = ""  # keep the rows whose value starts with this
+    prefixes: tuple[str, ...] = ("",)  # keep the rows whose value starts with one of these
     overrides: tuple[str, ...] = ()
     conv: bool = True  # DCGAN-like networks (model.channels_last applies)
 
@@ -56,15 +56,15 @@ class Table:
 TABLES = (
     Table(
         "cwae", "CWAE (Knop et al. 2020): MNIST and Fashion-MNIST, MLPs", "cwae_paper_table",
-        "experiment", conv=False,
+        "experiment", prefixes=("cwae_paper/mnist_", "cwae_paper/fashion_mnist_"), conv=False,
     ),
     Table(
         "wae_mnist", "WAE (Tolstikhin et al. 2018): the MNIST protocol", "wae_paper_table",
-        "experiment", prefix="wae_paper/mnist_",
+        "experiment", prefixes=("wae_paper/mnist_",),
     ),
     Table(
         "rae_mnist", "RAE (Ghosh et al. 2020), Table 1: the MNIST rows", "rae_paper_table",
-        "experiment", prefix="rae_paper/mnist_",
+        "experiment", prefixes=("rae_paper/mnist_",),
     ),
     Table(
         "study_fashion_mnist", "The study's models on Fashion-MNIST, WAE's MNIST protocol",
@@ -205,9 +205,8 @@ def table_jobs(table: Table, models: int | None, seeds: str, extra: list[str]) -
             f"conf/sweep/{table.sweep}.yaml sweeps no `{table.model_key}`, which names the rows "
             f"of table {table.name} (it sweeps {sorted(grid) or 'nothing'})"
         )
-    rows = [
-        r.strip() for r in grid[table.model_key].split(",") if r.strip().startswith(table.prefix)
-    ]
+    rows = [r.strip() for r in grid[table.model_key].split(",")]
+    rows = [r for r in rows if r and r.startswith(table.prefixes)]
     rows = rows[:models] if models else rows
     overrides = [
         f"sweep={table.sweep}", *table.overrides, f"{table.model_key}={','.join(rows)}",
