@@ -68,6 +68,15 @@ def test_the_cwae_table_is_its_mnist_and_fashion_mnist_rows():
     assert all(j.inception for j in cwae.jobs)
 
 
+def test_the_calibration_is_the_first_wave_as_many_jobs_as_the_slots_hold():
+    wae = tables.table_jobs(TABLE["wae_mnist"], None, "0,1,2", [])  # 4 rows x 3 seeds
+    wave = tables.axes(command.calibration_overrides(wae, slots=8, seconds=30))
+    assert len(wave["experiment"]) == 4 and wave["seed"] == ["0", "1"]
+    assert wave["+callbacks.step_times.stop_after"] == ["30"]
+    wave = tables.axes(command.calibration_overrides(wae, slots=3, seconds=30))
+    assert len(wave["experiment"]) == 3 and wave["seed"] == ["0"]
+
+
 def test_a_table_whose_sweep_config_is_absent_is_left_out():
     absent = tables.Table("x", "a table of a later release", "no_such_sweep", "experiment")
     assert tables.table_jobs(absent, None, "0", []) is None

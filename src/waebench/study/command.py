@@ -82,9 +82,12 @@ def check_inputs(tables: list[TableJobs]) -> None:
             needing = [t.table.name for t in tables if dataset in t.datasets]
             others = [t.table.name for t in tables if dataset not in t.datasets]
             rest = f"; or run the others alone: --tables {','.join(others)}" if others else ""
-            raise StudyError(
-                f"table {', '.join(needing)} needs {dataset}, which is not found.\n{error}{rest}"
-            ) from None
+            which = (
+                f"table {needing[0]} needs"
+                if len(needing) == 1
+                else f"tables {', '.join(needing)} need"
+            )
+            raise StudyError(f"{which} {dataset}, which is not found.\n{error}{rest}") from None
     if any(j.inception for t in tables for j in t.jobs):
         try:
             log(f"Inception weights: {require_inception_weights()}")
@@ -120,9 +123,9 @@ def job_env(slots: int) -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}  # fmt: skip
 
 
-def multirun(overrides: list[str], sweep_dir: Path, jobs_per_gpu: int, env: dict) -> int:
+def multirun(overrides: list[str], sweep_dir: Path, jobs_per_gpu: int, env: dict) -> None:
     """`waebench-train -m overrides` on the `gpus` launcher into `sweep_dir` (its output in
-    sweep_dir/launch.log); returns its exit status."""
+    sweep_dir/launch.log; what each job did, in its run folder)."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     launcher = ["launcher=gpus", f"hydra.launcher.jobs_per_gpu={jobs_per_gpu}"]
     command = [sys.executable, "-m", "waebench.train", "-m", *merge(launcher, overrides)]
@@ -130,7 +133,7 @@ def multirun(overrides: list[str], sweep_dir: Path, jobs_per_gpu: int, env: dict
     with open(sweep_dir / "launch.log", "a") as output:
         output.write(f"\n$ {shlex.join(command)}\n")
         output.flush()
-        return subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=env).returncode
+        subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=env)
 
 
 def problem(metrics: dict) -> str:
