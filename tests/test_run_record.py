@@ -18,7 +18,6 @@ import pytest
 import torch
 from conftest import TINY, crash_at
 
-from waebench.launch.job import record_failure
 from waebench.report import report
 from waebench.run import record
 from waebench.run.record import RunFolderBusy, Status
@@ -203,7 +202,7 @@ def test_a_corrupt_record_is_reported_as_unreadable_and_a_failure_still_recorded
         "| unreadable |" in markdown and str(Path(bad.paths.output_dir, "metrics.json")) in markdown
     )
     assert "1 of 2" in markdown or "completed" in markdown
-    metrics = record_failure(bad.paths.output_dir, "killed by signal 9")
+    metrics = record.record_failure(bad.paths.output_dir, "killed by signal 9")
     assert metrics["status"] == Status.FAILED and read(bad.paths.output_dir) == metrics
 
 

@@ -18,7 +18,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from waebench.launch.gpus import DevicePool, run_on_devices, run_pinned_process, visible_gpus
-from waebench.launch.job import MAX_DIRNAME, check_same_job, job_dirname, record_failure
+from waebench.launch.job import MAX_DIRNAME, job_dirname
+from waebench.run.record import check_same_job, record_failure
 
 BIN = Path(sys.executable).parent
 

@@ -21,10 +21,12 @@ from numbers import Real
 
 from omegaconf import DictConfig, OmegaConf
 
+from waebench.errors import Refused
+
 _ABSENT = object()
 
 
-class ConfigValueError(ValueError):
+class ConfigValueError(Refused, ValueError):
     """One or more config values outside their valid range; the message lists them."""
 
 
