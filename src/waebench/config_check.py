@@ -21,12 +21,12 @@ from numbers import Real
 
 from omegaconf import DictConfig, OmegaConf
 
-from waebench.errors import Refused
+from waebench.errors import UserError
 
 _ABSENT = object()
 
 
-class ConfigValueError(Refused, ValueError):
+class ConfigValueError(UserError, ValueError):
     """One or more config values outside their valid range; the message lists them."""
 
 

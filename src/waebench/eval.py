@@ -33,8 +33,8 @@ def checkpoint_of(ckpt_path: str, choice: str = "last") -> tuple[Path, Path, str
     checkpoint file in one (refused, named, when it is not readable)."""
     if str(ckpt_path) == "auto":
         raise record.CheckpointNotFoundError(
-            "waebench-eval ckpt_path=auto: waebench-eval has no run folder of its own to look "
-            "in; give the run folder, ckpt_path=<run folder> (its newest readable checkpoint "
+            "ckpt_path=auto means the run's own folder in waebench-train; waebench-eval has "
+            "none: give the run folder, ckpt_path=<run folder> (its newest readable checkpoint "
             "is evaluated), or a checkpoint file"
         )
     run_dir = record.run_dir_of(ckpt_path)

@@ -20,10 +20,10 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from waebench import __version__
-from waebench.build import CONFIG_DIR, build_model, check_buildable
+from waebench.build import CONFIG_DIR, build_model, check_buildable, check_model_builds
 from waebench.callbacks import AtomicCheckpointIO
 from waebench.config_check import check_config
-from waebench.errors import Refused, UserError
+from waebench.errors import UserError
 from waebench.evaluation import evaluate_into_metrics
 from waebench.fast import check_precision
 from waebench.launch.job import is_multirun, run_sweep_job
@@ -85,12 +85,14 @@ def epoch_means(metrics: dict[str, Any], stage: str) -> dict[str, float]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and test one model; returns (and writes) the record of the run. Bad values are
-    refused first, and so is a folder in use or holding a run of another configuration: a
-    `Refused` error, with nothing written. The training process holds the run folder's lock
-    throughout. A completed run is returned untouched, or, when its evaluation is pending or
-    failed and `eval.enabled`, evaluated (`finish_evaluation`)."""
+    refused first, and so is a folder in use or holding a run of another configuration, with
+    nothing written: the run starts when `record.write_config` writes its config. The training
+    process holds the run folder's lock throughout. A completed run is returned untouched,
+    or, when its evaluation is pending or failed and `eval.enabled`, evaluated
+    (`finish_evaluation`)."""
     check_buildable(cfg)  # first: the sampler check below imports the regularizer's class
     check_config(cfg)
+    check_model_builds(cfg)
     output_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank != 0:  # a DDP rank > 0: rank 0 owns the folder
         return fit_and_test(cfg, output_dir, earlier=None)
@@ -116,10 +118,11 @@ def finish_evaluation(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any]
         )
         return earlier
     checkpoint = record.newest_readable_checkpoint(output_dir)
-    if checkpoint is None:
-        raise record.CheckpointNotFoundError(
-            f"{output_dir}: its training completed, but no readable checkpoint is left in "
-            f"{output_dir / record.CHECKPOINTS} to evaluate it from"
+    if checkpoint is None:  # its evaluation failed: recorded so, the training stays completed
+        return record.record_failure(
+            output_dir,
+            f"no readable checkpoint left in {output_dir / record.CHECKPOINTS} to evaluate "
+            "the run from",
         )
     log.info(
         "%s: training completed by an earlier launch, evaluation %s: evaluating %s",
@@ -227,16 +230,19 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
             log.info("%s", summary(metrics))
         return metrics
     output_dir = Path(cfg.paths.output_dir)
+    before = record.config_stamp(output_dir)
     try:
         metrics = train(cfg)
-    except Refused as error:  # nothing written: no log, and no folder (Hydra made it empty)
-        record.remove_if_empty(output_dir)
-        sys.exit(f"waebench-train: {error}")
-    except UserError as error:  # the message names the cause and the fix: no traceback
-        log.error("%s\nThe run's record: %s", error, output_dir / record.METRICS)
-        raise SystemExit(1) from None
-    except Exception:  # into train.log too, not only onto stderr
-        log.exception("Training failed; the run's record: %s", output_dir / record.METRICS)
+    except Exception as error:
+        if record.config_stamp(output_dir) == before:  # refused before the run started:
+            record.remove_if_empty(output_dir)  # no log, and no folder (Hydra made it empty)
+            if isinstance(error, UserError):
+                sys.exit(f"waebench-train: {error}")
+            raise  # a bug: its traceback
+        if isinstance(error, UserError):  # the message names the cause and the fix
+            log.error("%s\nThe run's record: %s", error, output_dir / record.METRICS)
+        else:  # into train.log too, not only onto stderr
+            log.exception("Training failed; the run's record: %s", output_dir / record.METRICS)
         raise SystemExit(1) from None
     log.info("%s", summary(metrics))
     if metrics.get("evaluation") == Evaluation.FAILED:  # logged with the command that re-runs it

@@ -48,6 +48,7 @@ class GpusLauncher(Launcher):
     def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
         from waebench.launch.gpus import (
             DevicePool,
+            NoGpuError,
             run_on_devices,
             run_pinned_process,
             visible_gpus,
@@ -57,7 +58,10 @@ class GpusLauncher(Launcher):
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
         devices = visible_gpus(self.devices)
-        pool = DevicePool(devices, self.jobs_per_gpu)
+        try:
+            pool = DevicePool(devices, self.jobs_per_gpu)
+        except NoGpuError as error:  # the message names the fix: no traceback
+            raise SystemExit(f"waebench-train: {error}") from None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(

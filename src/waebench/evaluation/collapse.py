@@ -1,15 +1,17 @@
 """Whether a trained model collapsed, so that its numbers are not read as a model's. Checked on
 the first `COUNT` images of the evaluation's split:
 
-- the decoder ignores the code: the reconstructions of different test images, or (for a
-  model with a prior) the decoded prior samples, are one image: their per-pixel standard
-  deviation across the images, averaged over the pixels, is below `PIXEL_STD` grey levels;
+- the reconstructions of different test images, or (for a model with a prior) the decoded
+  prior samples, are one image: their per-pixel standard deviation across the images,
+  averaged over the pixels, is below `PIXEL_STD` grey levels (for the samples: the decoder
+  ignores the code);
 - the encoder ignores the image: every latent dimension's variance over the test codes is
   below `CODE_VARIANCE` times the prior's.
 
 A training whose learning rate is far too large (`model.optimizer.lr=1e6`) can end like this
-with finite losses, and its sample FID then equals its reconstruction FID. Each finding is one
-sentence of `metrics.json`'s `collapse` list (empty: nothing looks collapsed).
+with finite losses, and its sample FID then equals its reconstruction FID; so does a model
+trained for a few steps only. Each finding is one sentence of `metrics.json`'s `collapse` list
+(empty: nothing looks collapsed).
 """
 
 from __future__ import annotations
@@ -38,20 +40,24 @@ def collapse_findings(model, datamodule, split: str, batch_size: int, seed: int)
     codes = torch.cat(
         [model.encode(datamodule.to_float(b).to(model.device)) for b in images.split(batch_size)]
     )
-    decoded = {"reconstructions of different test images": codes}
+    decoded = {f"the reconstructions of {len(codes)} different test images": (codes, "")}
     if model.regularizer.uses_prior:
         generator = torch.Generator().manual_seed(seed)
-        decoded["decoded prior samples"] = model.prior.sample(len(images), generator=generator)
+        samples = model.prior.sample(len(images), generator=generator)
+        decoded[f"the {len(samples)} decoded prior samples"] = (
+            samples,
+            ": the decoder ignores the code",
+        )
     findings = []
-    for what, z in decoded.items():
+    for what, (z, meaning) in decoded.items():
         pixels = torch.cat(
             [to_uint8(model.decode(b.to(model.device)), value_range) for b in z.split(batch_size)]
         )
         spread = pixel_std(pixels)
         if spread < PIXEL_STD:
             findings.append(
-                f"the decoder ignores the code: the {len(z)} {what} are one image (per-pixel "
-                f"std {spread:.3g} grey levels, below {PIXEL_STD})"
+                f"{what} are one image (per-pixel std {spread:.3g} grey levels, below "
+                f"{PIXEL_STD}){meaning}"
             )
     variance = codes.float().var(dim=0).max().item()
     if variance < CODE_VARIANCE * model.prior.variance:

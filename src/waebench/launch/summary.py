@@ -85,8 +85,8 @@ class SweepSummary(Callback):
                 what = f"training completed, evaluation {gap}:"
             else:
                 what = f"{metrics['status']}:"
-            error = str(metrics.get("eval_error" if gap else "error", "")).splitlines()
-            log.error("  %s: %s %s", run_dir, what, error[0] if error else "")
+            error = " ".join(str(metrics.get("eval_error" if gap else "error", "")).split())
+            log.error("  %s: %s %s", run_dir, what, error[:300])
             log.error("    overrides: %s", job_overrides(run_dir, metrics))
             if gap:
                 log.error("    fill it with: %s", evaluation_command(run_dir))

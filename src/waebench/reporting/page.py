@@ -466,12 +466,9 @@ def page_markdown(
     out += figure_sections(rows, out_dir, settings)
     out += ["", "## Failed and unfinished runs", ""]
     failed = failure_rows(runs, not_started)
-    columns = ["name", "model", "seed", "status", "error", "overrides"]
-    out += (
-        markdown_rows(["run", *columns[1:]], [[row[c] for c in columns] for row in failed])
-        if failed
-        else ["All runs completed."]
-    )
+    columns = ["run", "model", "seed", "status", "error", "overrides"]
+    lines = [[Path(row["run"]).name] + [row[c] for c in columns[1:]] for row in failed]
+    out += markdown_rows(columns, lines) if failed else ["All runs completed."]
     attention = attention_lines(runs, [table])
     out += [""] + attention if attention else []
     out += ["", "## How these numbers were made", ""]

@@ -45,46 +45,30 @@ def one_line(text: str, limit: int = 300) -> str:
 
 
 def failure_rows(runs: list[Run], not_started: list[dict]) -> list[dict[str, str]]:
-    """What a table of these runs lacks, one row each: the runs that did not complete, the
-    completed runs whose evaluation did not (with the command that fills it), and the sweep
-    jobs that never started (`waebench.run.record.not_started_jobs`); with their overrides."""
+    """What a table of these runs lacks, one row each: the runs that did not complete (with
+    their overrides), the completed runs whose evaluation did not (with the command that fills
+    it), and the sweep jobs that never started (`waebench.run.record.not_started_jobs`)."""
     rows = []
     for run in runs:
         metrics = run.metrics or {}
         evaluation = metrics.get("evaluation")
+        overrides = " ".join(run.overrides or [])
         if run.status != Status.COMPLETED:
             status, error = run.status, one_line(run.error)
         elif evaluation != Evaluation.COMPLETED:
             status = f"completed, evaluation {evaluation}"
             error = one_line(metrics.get("eval_error", ""))
             error += f"{'; ' if error else ''}fill it with: {evaluation_command(run.run_dir)}"
+            overrides = ""  # in the command
         else:
             continue
-        rows.append(
-            dict(
-                run=str(run.run_dir),
-                name=run.run_dir.name,
-                dataset=run.dataset,
-                model=run.model,
-                seed=str(run.seed),
-                status=status,
-                error=error,
-                overrides=" ".join(run.overrides or []),
-            )  # fmt: skip
-        )
+        row = dict(run=str(run.run_dir), dataset=run.dataset, model=run.model, seed=str(run.seed))
+        rows.append(row | dict(status=status, error=error, overrides=overrides))
     for job in not_started:
-        rows.append(
-            dict(
-                run=job["run_dir"],
-                name=Path(job["run_dir"]).name,
-                dataset="",
-                model="",
-                seed="",
-                status="failed, never started",
-                error=one_line(job["error"]),
-                overrides=" ".join(job["overrides"]),
-            )  # fmt: skip
+        row = dict(
+            run=job["run_dir"], dataset="", model="", seed="", status="failed, never started"
         )
+        rows.append(row | dict(error=one_line(job["error"]), overrides=" ".join(job["overrides"])))
     return rows
 
 

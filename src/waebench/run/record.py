@@ -52,7 +52,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from waebench.errors import Refused, UserError
+from waebench.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def write_json(path: str | Path, data: Any) -> None:
 # ---- the lock ------------------------------------------------------------------------------
 
 
-class RunFolderBusy(Refused, RuntimeError):
+class RunFolderBusy(UserError, RuntimeError):
     """Another process holds the run folder's lock."""
 
 
@@ -229,7 +229,7 @@ def read_config(run_dir: str | Path) -> dict[str, Any] | None:
     return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else None
 
 
-class FolderHoldsAnotherJob(Refused, ValueError):
+class FolderHoldsAnotherJob(UserError, ValueError):
     """The run folder holds a run of another configuration."""
 
 
@@ -265,6 +265,17 @@ def write_config(run_dir: str | Path, cfg: DictConfig) -> None:
             with atomic_path(run_dir / HYDRA / name) as tmp:
                 tmp.write_text(OmegaConf.to_yaml(node))
     not_started_path(run_dir).unlink(missing_ok=True)
+
+
+def config_stamp(run_dir: str | Path) -> tuple[int, int] | None:
+    """(inode, mtime) of the run folder's `config.yaml`, None without one. `write_config`
+    replaces the file, so a launch after which the stamp is unchanged never started its run:
+    it was refused (or failed) before writing anything."""
+    try:
+        stat = (Path(run_dir) / CONFIG).stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def launch_overrides(run_dir: str | Path) -> list[str] | None:
@@ -423,6 +434,7 @@ def evaluation_command(run_dir: str | Path) -> str:
     `waebench-train` overrides it was launched with, `eval.enabled=true`, into its folder (a
     completed training is not run again, only evaluated). Without recorded overrides,
     `waebench-eval ckpt_path=<run>` (with waebench-eval's default settings)."""
+    run_dir = Path(run_dir).resolve()
     overrides = launch_overrides(run_dir)
     if overrides is None:
         return shlex.join(["waebench-eval", f"ckpt_path={run_dir}"])
