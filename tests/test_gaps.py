@@ -110,3 +110,6 @@ def test_a_note_names_one_of_two_rows_of_one_model_by_its_label(tmp_path):
     lines = fid_table(table, load_notes(notes_file, table))
     (marked,) = [line for line in lines if "†1" in line]
     assert marked.startswith(f"| {labels[1]} |")
+    notes_file.write_text("- model: [WAE-MMD\n")
+    with pytest.raises(MixedRunsError, match=f"notes file {notes_file} is not YAML"):
+        load_notes(notes_file, table)

@@ -4,6 +4,7 @@ exist), parallel jobs with one failing job, and the refusal to reuse another job
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from omegaconf import OmegaConf
 
 from waebench.launch.gpus import DevicePool, run_on_devices, run_pinned_process, visible_gpus
 from waebench.launch.job import MAX_DIRNAME, job_dirname, run_sweep_job
+from waebench.launch.summary import SweepSummary
 from waebench.report import report
 from waebench.run.record import (
     NOT_STARTED,
@@ -27,6 +29,7 @@ from waebench.run.record import (
     not_started_jobs,
     not_started_path,
     record_failure,
+    write_metrics,
 )
 from waebench.train import train
 
@@ -196,6 +199,29 @@ def test_a_job_whose_folder_holds_another_run_is_left_alone_and_recorded(train_c
         == "completed"
     )
     assert not_started_jobs([job.parent]) == []
+
+
+def test_the_summary_fails_a_sweep_whose_evaluation_did_not_complete(tmp_path, caplog):
+    """The sweep's summary reads the job folders: an evaluation that failed (here: its job
+    process died during it, as a launcher records it) fails the sweep with the command that
+    fills it; a job run with eval.enabled=false is only said to be not evaluated."""
+    jobs = {}
+    for name, enabled in (("evaluated_off", False), ("died", True)):
+        jobs[name] = tmp_path / "sweep" / name
+        cfg = compose_train_config(jobs[name], [f"++eval.enabled={enabled}"])
+        jobs[name].mkdir(parents=True)
+        OmegaConf.save(cfg, jobs[name] / "config.yaml", resolve=True)
+        write_metrics(jobs[name], {"status": "completed", "evaluation": "pending"})
+    died = record_failure(jobs["died"], "job process exited with code -9 (see launcher.log)")
+    assert died["status"] == "completed" and died["evaluation"] == "failed"
+    sweep_config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit, match="1 of 2 jobs did not"):
+        SweepSummary().on_multirun_end(sweep_config)
+    assert f"{jobs['evaluated_off']}: evaluation not run (eval.enabled=false)" in caplog.text
+    assert (
+        f"{jobs['died']}: training completed, evaluation failed: job process exited with code -9"
+    ) in caplog.text
+    assert "fill it with: waebench-eval ckpt_path=" in caplog.text  # no .hydra/: no overrides
 
 
 def test_an_exception_before_training_is_recorded_as_a_failure(tmp_path):

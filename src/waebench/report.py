@@ -16,9 +16,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from waebench.errors import UserError
 from waebench.reporting.comparison import FigureSettings
 from waebench.reporting.figure import write_figure
-from waebench.reporting.page import MixedRunsError, write_page
+from waebench.reporting.page import write_page
 from waebench.reporting.render import markdown_report, write_csv, write_latex
 from waebench.reporting.runs import find_runs
 from waebench.reporting.search import search_report
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"Page written to {path} (Markdown: {path.parent / 'README.md'})")
             return
         path = report(args.paths, args.out or Path(args.paths[0]) / "report")
-    except (FileNotFoundError, MixedRunsError) as error:
+    except (FileNotFoundError, UserError) as error:  # the message names the cause and fix
         sys.exit(f"waebench-report: {error}")
     print(path.read_text())
     print(f"Report written to {path.parent}")

@@ -19,6 +19,7 @@ from pathlib import Path
 import markdown
 import yaml
 
+from waebench.errors import UserError
 from waebench.evaluation.evaluate import configured_samplers, sampler_settings
 from waebench.reporting import comparison, provenance
 from waebench.reporting.render import (
@@ -58,7 +59,7 @@ PAPER_SCALE = (
 )
 
 
-class MixedRunsError(ValueError):
+class MixedRunsError(UserError, ValueError):
     """Runs that cannot share a page (another dataset, image size or FID setting)."""
 
 
@@ -80,7 +81,10 @@ def load_notes(path: str | Path, table: Table) -> list[CellNote]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"notes file {path} does not exist; pass an existing YAML file")
-    entries = yaml.safe_load(path.read_text())
+    try:
+        entries = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise MixedRunsError(f"notes file {path} is not YAML: {error}") from None
     rows = [r for r in table.rows if not r.source]
     models = sorted({r.model for r in rows})
     columns = [w for w, _, _ in LOSS_COLUMNS] + list(
