@@ -1,6 +1,7 @@
 """`waebench-report PATH... [--out DIR]`: one table per dataset comparing the models of the
 runs under PATH (sweep or output folders), with the WAE paper's published numbers beside
-ours, the failed and unfinished runs, and a figure; for a search folder also its study
+ours, the failed and unfinished runs (and the sweep jobs that never started, the evaluations
+that did not complete, the collapsed models), and a figure; for a search folder also its study
 (best trials or Pareto front, Optuna's plots). Writes DIR/report.md, and per dataset
 DIR/<dataset>.csv, .tex and .png (DIR defaults to PATH/report).
 
@@ -15,18 +16,20 @@ import shlex
 import sys
 from pathlib import Path
 
+from waebench.errors import UserError
 from waebench.reporting.comparison import FigureSettings
 from waebench.reporting.figure import write_figure
-from waebench.reporting.page import MixedRunsError, write_page
+from waebench.reporting.page import write_page
 from waebench.reporting.render import markdown_report, write_csv, write_latex
 from waebench.reporting.runs import find_runs
 from waebench.reporting.search import search_report
 from waebench.reporting.table import build_tables
+from waebench.run.record import not_started_jobs
 
 
-def runs_under(paths: list[str | Path]):
+def runs_under(paths: list[str | Path], not_started: list[dict] = ()):
     runs = find_runs(paths)
-    if not runs:
+    if not runs and not not_started:
         raise FileNotFoundError(
             f"no runs under {', '.join(map(str, paths))}: a run folder holds the config.yaml "
             "that waebench-train writes; pass sweep folders (outputs/train/multiruns/<time>) "
@@ -37,7 +40,8 @@ def runs_under(paths: list[str | Path]):
 
 def report(paths: list[str | Path], out_dir: str | Path) -> Path:
     """Write the report of the runs under `paths` into `out_dir`; returns report.md's path."""
-    runs = runs_under(paths)
+    not_started = not_started_jobs(paths)
+    runs = runs_under(paths, not_started)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = build_tables(runs)
@@ -47,7 +51,8 @@ def report(paths: list[str | Path], out_dir: str | Path) -> Path:
         write_latex(table, out_dir / f"{table.dataset}.tex")
         figures[table.dataset] = write_figure(table, out_dir / f"{table.dataset}.png")
     path = out_dir / "report.md"
-    path.write_text(markdown_report(tables, runs, figures) + search_report(paths, out_dir))
+    markdown = markdown_report(tables, runs, figures, not_started)
+    path.write_text(markdown + search_report(paths, out_dir))
     return path
 
 
@@ -76,11 +81,13 @@ def main(argv: list[str] | None = None) -> None:
             given = sys.argv[1:] if argv is None else argv
             command = args.command or shlex.join(["waebench-report", *given])
             out = args.out or Path(args.paths[0]) / "page"
-            path = write_page(runs_under(args.paths), out, settings, command, args.notes)
+            not_started = not_started_jobs(args.paths)
+            runs = runs_under(args.paths, not_started)
+            path = write_page(runs, out, settings, command, args.notes, not_started)
             print(f"Page written to {path} (Markdown: {path.parent / 'README.md'})")
             return
         path = report(args.paths, args.out or Path(args.paths[0]) / "report")
-    except (FileNotFoundError, MixedRunsError) as error:
+    except (FileNotFoundError, UserError) as error:  # the message names the cause and fix
         sys.exit(f"waebench-report: {error}")
     print(path.read_text())
     print(f"Report written to {path.parent}")

@@ -26,13 +26,14 @@ from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
 from waebench import bundle
+from waebench.errors import UserError
 from waebench.evaluation.cache import file_lock
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_WEIGHTS_ENV = "WAEBENCH_INCEPTION_WEIGHTS"
 
 
-class InceptionWeightsError(RuntimeError):
+class InceptionWeightsError(UserError, RuntimeError):
     """The FID Inception weights are neither given nor downloadable."""
 
 

@@ -19,9 +19,16 @@ from pathlib import Path
 import markdown
 import yaml
 
+from waebench.errors import UserError
 from waebench.evaluation.evaluate import configured_samplers, sampler_settings
 from waebench.reporting import comparison, provenance
-from waebench.reporting.render import format_cell, markdown_rows, runs_done
+from waebench.reporting.render import (
+    attention_lines,
+    failure_rows,
+    format_cell,
+    markdown_rows,
+    runs_done,
+)
 from waebench.reporting.runs import Run
 from waebench.reporting.table import NOT_MODEL_KEYS, Cell, Column, Row, Table, build_tables
 from waebench.run.record import flatten
@@ -52,7 +59,7 @@ PAPER_SCALE = (
 )
 
 
-class MixedRunsError(ValueError):
+class MixedRunsError(UserError, ValueError):
     """Runs that cannot share a page (another dataset, image size or FID setting)."""
 
 
@@ -61,19 +68,25 @@ class CellNote:
     """A remark printed next to one number of a page (`--notes`): what the figures show
     that the number does not."""
 
-    model: str
+    model: str  # as the notes file names it
     column: str
     text: str
+    row: str = ""  # the label of the row it names
 
 
 def load_notes(path: str | Path, table: Table) -> list[CellNote]:
     """Read a `--notes` YAML file: a list of `{model, column, note}`, where `model` is a row's
-    model name and `column` a loss key of LOSS_COLUMNS or an FID metric (`fid/samples/prior`)."""
+    model name (when no other row has it) or its label as printed (`WAE-MMD (λ=10, d_z=8)`),
+    and `column` a loss key of LOSS_COLUMNS or an FID metric (`fid/samples/prior`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"notes file {path} does not exist; pass an existing YAML file")
-    entries = yaml.safe_load(path.read_text())
-    models = sorted({r.model for r in table.rows if not r.source})
+    try:
+        entries = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise MixedRunsError(f"notes file {path} is not YAML: {error}") from None
+    rows = [r for r in table.rows if not r.source]
+    models = sorted({r.model for r in rows})
     columns = [w for w, _, _ in LOSS_COLUMNS] + list(
         dict.fromkeys(c.metric for c in fid_columns(table) if not c.published)
     )
@@ -84,21 +97,30 @@ def load_notes(path: str | Path, table: Table) -> list[CellNote]:
         where = f"notes file {path}, entry {number}"
         if not isinstance(entry, dict) or set(entry) != {"model", "column", "note"}:
             raise MixedRunsError(f"{where}: expected exactly the keys model, column, note")
-        if entry["model"] not in models:
+        named = [r for r in rows if entry["model"] == r.label] or [
+            r for r in rows if entry["model"] == r.model
+        ]
+        if not named:
             raise MixedRunsError(
                 f"{where}: model {entry['model']!r} is not on this page; models: {models}"
+            )
+        if len(named) > 1:
+            raise MixedRunsError(
+                f"{where}: model {entry['model']!r} names {len(named)} rows; give the label of "
+                f"one: {[r.label for r in named]}"
             )
         if entry["column"] not in columns:
             raise MixedRunsError(
                 f"{where}: column {entry['column']!r} is not on this page; columns: {columns}"
             )
-        notes.append(CellNote(entry["model"], entry["column"], str(entry["note"]).strip()))
+        text = str(entry["note"]).strip()
+        notes.append(CellNote(entry["model"], entry["column"], text, named[0].label))
     return notes
 
 
 def marked(text: str, row: Row, column: str, notes: list[CellNote]) -> str:
     """`text` followed by the number of each note on this cell (†1, †2...)."""
-    marks = [f"†{i}" for i, n in enumerate(notes, 1) if (n.model, n.column) == (row.model, column)]
+    marks = [f"†{i}" for i, n in enumerate(notes, 1) if (n.row, n.column) == (row.label, column)]
     return " ".join([text, *marks])
 
 
@@ -421,8 +443,9 @@ def section(title: str, text: str, figures: list[Path]) -> list[str]:
 
 
 def page_markdown(
-    runs, table, out_dir, settings, command: str, started: float, notes: list[CellNote]
-) -> str:
+    runs, table, out_dir, settings, command: str, started: float, notes: list[CellNote],
+    not_started: list[dict] = (),
+) -> str:  # fmt: skip
     rows = table.rows
     completed = sum(r.status == "completed" for r in runs)
     seeds = sorted({str(r.seed) for r in runs})
@@ -446,24 +469,12 @@ def page_markdown(
     ]
     out += figure_sections(rows, out_dir, settings)
     out += ["", "## Failed and unfinished runs", ""]
-    failed = [r for r in runs if r.status != "completed"]
-    out += (
-        markdown_rows(
-            ["run", "model", "seed", "status", "error"],
-            [
-                [
-                    r.run_dir.name,
-                    r.model,
-                    str(r.seed),
-                    r.status,
-                    r.error.splitlines()[0][:200] if r.error else "",
-                ]
-                for r in failed
-            ],
-        )
-        if failed
-        else ["All runs completed."]
-    )
+    failed = failure_rows(runs, not_started)
+    columns = ["run", "model", "seed", "status", "error", "overrides"]
+    lines = [[Path(row["run"]).name] + [row[c] for c in columns[1:]] for row in failed]
+    out += markdown_rows(columns, lines) if failed else ["All runs completed."]
+    attention = attention_lines(runs, [table])
+    out += [""] + attention if attention else []
     out += ["", "## How these numbers were made", ""]
     window = provenance.span(runs)
     page_seconds = time.time() - started
@@ -510,10 +521,11 @@ def write_page(
     settings: comparison.FigureSettings | None = None,
     command: str = "",
     notes_path: str | Path | None = None,
+    not_started: list[dict] = (),
 ) -> Path:
     """Write README.md, index.html and the figures for `runs` (one dataset) into `out_dir`,
-    with the remarks of the `notes_path` file next to their numbers; returns index.html's
-    path."""
+    with the remarks of the `notes_path` file next to their numbers, and the sweep jobs that
+    never started listed with the failed runs; returns index.html's path."""
     started = time.time()
     settings = settings or comparison.FigureSettings()
     check_comparable(runs)
@@ -521,7 +533,7 @@ def write_page(
     notes = load_notes(notes_path, table) if notes_path else []
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = page_markdown(runs, table, out_dir, settings, command, started, notes)
+    text = page_markdown(runs, table, out_dir, settings, command, started, notes, not_started)
     (out_dir / "README.md").write_text(text)
     body = markdown.markdown(text, extensions=["tables"])
     title = html.escape(f"waebench: {table.dataset}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from waebench.reporting.runs import Run
 from waebench.reporting.table import Cell, Row, Table
+from waebench.run.record import Evaluation, Status, evaluation_command
 
 
 def format_cell(cell: Cell | None, row: Row, pm: str = "±") -> str:
@@ -39,30 +40,82 @@ def markdown_table(table: Table) -> str:
     return "\n".join(markdown_rows(["model", "runs", *(c.title for c in table.columns)], lines))
 
 
-def failure_lines(runs: list[Run]) -> list[str]:
-    failed = [r for r in runs if r.status != "completed"]
-    if not failed:
-        return ["All runs completed."]
+def one_line(text: str, limit: int = 300) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+def failure_rows(runs: list[Run], not_started: list[dict]) -> list[dict[str, str]]:
+    """What a table of these runs lacks, one row each: the runs that did not complete (with
+    their overrides), the completed runs whose evaluation did not (with the command that fills
+    it), and the sweep jobs that never started (`waebench.run.record.not_started_jobs`)."""
+    rows = []
+    for run in runs:
+        metrics = run.metrics or {}
+        evaluation = metrics.get("evaluation")
+        overrides = " ".join(run.overrides or [])
+        if run.status != Status.COMPLETED:
+            status, error = run.status, one_line(run.error)
+        elif evaluation != Evaluation.COMPLETED:
+            status = f"completed, evaluation {evaluation}"
+            error = one_line(metrics.get("eval_error", ""))
+            error += f"{'; ' if error else ''}fill it with: {evaluation_command(run.run_dir)}"
+            overrides = ""  # in the command
+        else:
+            continue
+        row = dict(run=str(run.run_dir), dataset=run.dataset, model=run.model, seed=str(run.seed))
+        rows.append(row | dict(status=status, error=error, overrides=overrides))
+    for job in not_started:
+        row = dict(
+            run=job["run_dir"], dataset="", model="", seed="", status="failed, never started"
+        )
+        rows.append(row | dict(error=one_line(job["error"]), overrides=" ".join(job["overrides"])))
+    return rows
+
+
+def attention_lines(runs: list[Run], tables: list[Table]) -> list[str]:
+    """The completed runs a reader must know about: those that look collapsed (their
+    `collapse` findings), and those not counted because another run has their config and
+    seed."""
     lines = [
-        [
-            str(r.run_dir),
-            r.dataset,
-            r.model,
-            str(r.seed),
-            r.status,
-            (r.error.splitlines() or [""])[0][:300],
-        ]
-        for r in failed
+        f"- Collapsed? {run.run_dir}: {finding}"
+        for run in runs
+        for finding in (run.metrics or {}).get("collapse") or []
     ]
-    return markdown_rows(["run", "dataset", "model", "seed", "status", "error"], lines)
+    for row in (r for table in tables for r in table.rows):
+        counted = {repr(r.seed): r for r in row.counted}
+        for run in row.completed:
+            if run not in row.counted:
+                lines.append(
+                    f"- Not counted: {run.run_dir} has the config and seed ({run.seed}) of "
+                    f"{counted[repr(run.seed)].run_dir}, counted once"
+                )
+    return lines
 
 
-def markdown_report(tables: list[Table], runs: list[Run], figures: dict[str, Path]) -> str:
+def failure_lines(
+    runs: list[Run], not_started: list[dict] = (), tables: list[Table] = ()
+) -> list[str]:
+    rows = failure_rows(runs, not_started)
+    columns = ["run", "dataset", "model", "seed", "status", "error", "overrides"]
+    lines = (
+        markdown_rows(columns, [[row[c] for c in columns] for row in rows])
+        if rows
+        else ["All runs completed."]
+    )
+    extra = attention_lines(runs, tables)
+    return lines + ([""] + extra if extra else [])
+
+
+def markdown_report(
+    tables: list[Table], runs: list[Run], figures: dict[str, Path], not_started: list[dict] = ()
+) -> str:
     completed = sum(r.status == "completed" for r in runs)
     out = [
         "# waebench report",
         "",
-        f"{len(runs)} runs, {completed} completed. Cells: mean ± sample std over the seeds of "
+        f"{len(runs)} runs, {completed} completed"
+        + (f", {len(not_started)} sweep jobs never started" if not_started else "")
+        + ". Cells: mean ± sample std over the seeds of "
         "the completed runs (n = number of seeds); `runs` = completed/all runs of the row. "
         "Each FID column names its settings (feature extractor, generated images num_fake, "
         "real images num_real, real split); numbers with other settings get their own column. "
@@ -72,7 +125,8 @@ def markdown_report(tables: list[Table], runs: list[Run], figures: dict[str, Pat
         out += ["", f"## {table.dataset}", "", markdown_table(table)]
         if table.dataset in figures:
             out += ["", f"![{table.dataset}]({figures[table.dataset].name})"]
-    out += ["", "## Failed and unfinished runs", "", *failure_lines(runs), ""]
+    out += ["", "## Failed and unfinished runs", ""]
+    out += [*failure_lines(runs, not_started, tables), ""]
     return "\n".join(out)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from waebench.papers import PUBLISHED
 from waebench.papers.base import ESTIMATOR_FIELDS
 from waebench.reporting.runs import Run
-from waebench.run.record import NOT_MODEL_KEYS, Status, flatten
+from waebench.run.record import NOT_MODEL_KEYS, Evaluation, Status, flatten
 
 FID_SETTINGS = ("extractor", *ESTIMATOR_FIELDS)
 # Non-FID columns, in table order: (name in metrics.json's `eval`, title).
@@ -91,6 +91,15 @@ class Row:
         return [r for r in self.runs if r.status == Status.COMPLETED]
 
     @property
+    def counted(self) -> list[Run]:
+        """The completed runs the cells hold, one per seed: runs of one config and seed are
+        one seed, not n=2 (the newest whose evaluation completed, else the newest)."""
+        per_seed = {}
+        for run in sorted(self.completed, key=lambda r: (evaluated(r), r.ended or 0)):
+            per_seed[repr(run.seed)] = run
+        return list(per_seed.values())
+
+    @property
     def label(self) -> str:
         if self.source:
             return f"{self.model} (published: {self.source})"
@@ -103,6 +112,10 @@ class Table:
     dataset: str
     rows: list[Row]
     columns: list[Column]
+
+
+def evaluated(run: Run) -> bool:
+    return (run.metrics or {}).get("evaluation") == Evaluation.COMPLETED
 
 
 def run_entries(run: Run) -> dict[Column, float]:
@@ -169,7 +182,7 @@ def build_tables(runs: list[Run]) -> list[Table]:
         for (model, identity), members in sorted(groups.items(), key=lambda g: g[0]):
             varying = varying_keys(identity, [ident for (m, ident) in groups if m == model])
             row = Row(model, key_settings(members[0], varying), runs=members)
-            for run in row.completed:
+            for run in row.counted:
                 for column, value in run_entries(run).items():
                     row.cells.setdefault(column, Cell()).values.append(value)
             rows.append(row)

@@ -65,12 +65,17 @@ def problems(
     settings: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """What is wrong with `eval.samplers=names` (for a model whose regularizer `uses_prior`;
-    None: not known yet) and the samplers' `settings` (`eval.sampler`): not a list, unknown
-    names, `prior` without a prior, `flow` without zuko, a two-stage option out of its
+    None: not known yet) and the samplers' `settings` (`eval.sampler`): not a list, empty,
+    unknown names, `prior` without a prior, `flow` without zuko, a two-stage option out of its
     choices. One line each, naming the option and the fix (numeric ranges:
     `waebench.config_check.RANGES`)."""
     if isinstance(names, str) or not isinstance(names, Sequence):
         return [f"eval.samplers={names!r}: must be a list of {', '.join(CHOICES)}"]
+    if not names:
+        return [
+            "eval.samplers=[]: no sampler, so no FID of generated samples; list at least one "
+            f"of {', '.join(CHOICES)} (the default: [auto])"
+        ]
     try:
         resolved = resolve(list(names), True if uses_prior is None else uses_prior)
     except ValueError as error:

@@ -33,7 +33,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from waebench.run.record import Status, read_config, read_metrics, write_json
+from waebench.launch.summary import sweep_status
+from waebench.run.record import Evaluation, Status, read_config, write_json
 from waebench.study import timing as timing_
 from waebench.study.tables import TABLES, StudyError, TableJobs, axes, merge, table_jobs
 
@@ -139,7 +140,11 @@ def multirun(overrides: list[str], sweep_dir: Path, jobs_per_gpu: int, env: dict
 def problem(metrics: dict) -> str:
     """A run's status and the first line of its error (or of its evaluation's)."""
     error = str(metrics.get("error") or metrics.get("eval_error") or "").splitlines()
-    status = "evaluation failed" if metrics["status"] == Status.COMPLETED else metrics["status"]
+    status = metrics["status"]
+    if status == Status.COMPLETED:
+        status = f"evaluation {metrics.get('evaluation')}"
+    elif metrics.get("started") is False:
+        status = "never started"
     return f"{status}: {error[0] if error else ''}"
 
 
@@ -148,7 +153,9 @@ def run_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def statuses(sweep_dir: Path) -> dict[str, dict]:
-    return {d.name: read_metrics(d) or {"status": Status.UNFINISHED} for d in run_dirs(sweep_dir)}
+    """{job folder name: its record} of every job of the sweep, those that never started
+    included (`waebench.launch.summary.sweep_status`)."""
+    return {run_dir.name: metrics for run_dir, metrics in sweep_status(sweep_dir)}
 
 
 # ---- calibration and plan -----------------------------------------------------------------
@@ -436,7 +443,7 @@ def run_study(tables: list[TableJobs], plan: dict, args, n_gpus: int, started: f
         entry["failed"] = {
             run: problem(m)
             for run, m in done.items()
-            if m["status"] != Status.COMPLETED or "eval_error" in m
+            if m["status"] != Status.COMPLETED or m.get("evaluation") != Evaluation.COMPLETED
         }
         launch["train_s"] = time.time() - started
         summary["machine"] = machine(args.out, n_gpus)
