@@ -187,8 +187,8 @@ def test_training_survives_a_failed_evaluation_and_waebench_eval_completes_it(
     assert after["eval"]["rec/test"]["value"] == pytest.approx(saved["test"]["rec"], rel=1e-4)
     for name in ("test_reconstructions", "prior_samples", "interpolations"):
         assert (run_dir / f"{name}.png").is_file()
-    # One panel per loss term (loss, penalty, rec) from the CSV log.
-    assert Image.open(run_dir / "training_curves.png").size == (3 * 400, 350)
+    # One panel per loss term (loss, objective, penalty, rec) from the CSV log.
+    assert Image.open(run_dir / "training_curves.png").size == (4 * 400, 350)
 
 
 def test_images_load_from_npz_and_folders_in_any_layout(tmp_path):
