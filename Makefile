@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev quickstart study publish publish-index test lint benchmark gpu-bundle clean
+.PHONY: install install-dev quickstart study publish publish-index test lint benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,14 +64,6 @@ lint: install-dev
 
 benchmark: install
 	$(BIN)/python benchmarks/train_speed.py
-
-# What the GPU study's two device calls carry (docs/gpu.md): wheels, datasets, FID weights
-# in the git-ignored .gpu-bundle/; then each call's size is checked against the 64 MiB.
-# MNIST_DIR: a folder with MNIST's four IDX files (default: $$WAEBENCH_MNIST_DIR or data/mnist).
-MNIST_DIR ?=
-gpu-bundle: install
-	$(BIN)/python benchmarks/gpu_bundle.py build $(if $(MNIST_DIR),--mnist $(MNIST_DIR),)
-	$(BIN)/python benchmarks/gpu_calls.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

@@ -1,5 +1,5 @@
 """Training speed of the WAE paper's CelebA networks on synthetic data written in CelebA's real
-file layout (there is no CelebA on these machines): `img_align_celeba/NNNNNN.jpg` (178x218 RGB
+file layout (CelebA itself cannot be downloaded by a script): `img_align_celeba/NNNNNN.jpg` (178x218 RGB
 JPEGs) and `list_eval_partition.txt`, read by waebench's own CelebA loader (crop 140, resize 64,
 cached as uint8), then trained with `experiment=wae_paper/celeba_wae_mmd` exactly as
 `waebench-train` runs it.

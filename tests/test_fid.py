@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from conftest import DEBIAN_FASHION_MNIST
-from conftest import SHARED_INCEPTION_WEIGHTS as INCEPTION_WEIGHTS
+from conftest import INCEPTION_WEIGHTS, needs_inception_weights, needs_real_data
 from torchvision.transforms.functional import gaussian_blur
 
 from waebench.data import ImageDataModule
@@ -166,6 +165,7 @@ def test_the_classifier_needs_a_labelled_mnist_family_dataset(tmp_path):
 
 def test_missing_inception_weights_say_how_to_provide_them(tmp_path, monkeypatch):
     monkeypatch.delenv("WAEBENCH_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.delenv("WAEBENCH_BUNDLE", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(InceptionWeightsError, match="no such file"):
         require_inception_weights(str(tmp_path / "missing.pth"))
@@ -183,8 +183,8 @@ def test_missing_inception_weights_say_how_to_provide_them(tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not INCEPTION_WEIGHTS.is_file(), reason=f"no {INCEPTION_WEIGHTS}")
-@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="no Fashion-MNIST package")
+@needs_inception_weights
+@needs_real_data("fashion_mnist")
 def test_inception_fid_of_real_fashion_mnist(tmp_path):
     datamodule = ImageDataModule("fashion_mnist", 28, 1)
     datamodule.setup()

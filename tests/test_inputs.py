@@ -1,5 +1,6 @@
 """Bad inputs are refused before training, each with a message naming the key or the file and
-the fix (issue 13, holes 5, 6 and 8; the table is in docs/reliability.md)."""
+the fix, and a refused launch writes nothing (issue 13, holes 5, 6 and 8; issue 32; the table
+is in docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIG_DIR, compose_config, write_celeba_layout, write_mnist_layout
+from conftest import CONFIG_DIR, TINY, compose_config, write_celeba_layout, write_mnist_layout
 
 from waebench.config_check import ConfigValueError, problems
 from waebench.data import ImageDataModule
 from waebench.data.errors import CorruptFileError
+from waebench.eval import checkpoint_of
 from waebench.evaluation.fid import InceptionWeightsError, inception_weights_path
-from waebench.run.record import run_dir_of
+from waebench.run.record import CheckpointNotFoundError, run_dir_of
 from waebench.train import train
 
 BIN = Path(sys.executable).parent
@@ -35,6 +37,10 @@ BIN = Path(sys.executable).parent
         ("model.optimizer.lr=0", "model.optimizer.lr=0: must be a finite number > 0"),
         ("model.latent_dim=2.5", "model.latent_dim=2.5: must be an integer >= 1"),
         ("dataset.batch_size=abc", "dataset.batch_size=abc: must be an integer >= 1"),
+        ("eval.samplers=[]", "eval.samplers=[]: no sampler, so no FID of generated samples"),
+        ("regularizer.kernel=foo", "unknown kernel 'foo'; valid kernels: imq, rbf"),
+        ("model.reconstruction.name=foo", "unknown reconstruction cost 'foo'; valid names"),
+        ("+model.no_such_option=1", "unexpected keyword argument 'no_such_option'"),
     ],
 )
 def test_a_bad_value_is_refused_before_anything_is_built(train_config, override, expected):
@@ -97,7 +103,32 @@ def test_the_command_line_says_key_value_and_range_and_exits_1(tmp_path):
     assert "model.latent_dim=0: must be an integer >= 1" in output
     assert "regularizer.weight=-1: must be a finite number >= 0" in output
     assert "Traceback" not in output
-    assert not (run_dir / "metrics.json").exists()
+    assert not run_dir.exists()  # no folder, no .hydra/, no train.log
+
+
+def test_a_refused_relaunch_into_a_completed_run_leaves_its_folder_as_it_was(train_config):
+    """waebench-train into the folder of a completed run with another config: refused with
+    the message alone, and every file of the folder (its .hydra/ included, which the page's
+    reproduce command reads) stays byte for byte."""
+    cfg = train_config()
+    train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert run_dir / ".hydra" / "overrides.yaml" in before
+    result = subprocess.run(
+        [str(BIN / "waebench-train"), *TINY, "trainer.max_epochs=3", "ckpt_path=auto",
+         f"paths.log_dir={run_dir.parent}", f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output
+    assert f"{run_dir} already holds a run of another configuration (differs in: " in output
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_waebench_eval_says_what_ckpt_path_auto_means_there():
+    with pytest.raises(CheckpointNotFoundError, match="give the run folder, ckpt_path=<run"):
+        checkpoint_of("auto")
 
 
 # Hole 6: damaged files are named, with what to do.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIG_DIR, DEBIAN_FASHION_MNIST, compose_train_config, write_mnist_layout
+from conftest import CONFIG_DIR, compose_train_config, needs_real_data, write_mnist_layout
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -419,11 +419,7 @@ def test_bad_values_are_refused_before_training(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not DEBIAN_FASHION_MNIST.is_dir(),
-    reason=f"real Fashion-MNIST absent from {DEBIAN_FASHION_MNIST}: "
-    "apt-get install dataset-fashion-mnist",
-)
+@needs_real_data("fashion_mnist")
 def test_new_models_train_on_real_fashion_mnist(train_config):
     """150 steps of batch 100 at width 8 with each config's defaults: finite losses; the
     CV-VAE's sampled codes are closer to N(0, I) than the AE's (latent MMD), and every RAE's

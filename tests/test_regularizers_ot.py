@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from conftest import DEBIAN_FASHION_MNIST, compose_train_config
+from conftest import compose_train_config, needs_real_data
 from hydra.errors import InstantiationException
 from sklearn.metrics.pairwise import rbf_kernel
 
@@ -379,11 +379,7 @@ def test_per_sample_w2_config_rejects_a_deterministic_encoder(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not DEBIAN_FASHION_MNIST.is_dir(),
-    reason=f"real Fashion-MNIST absent from {DEBIAN_FASHION_MNIST}: "
-    "apt-get install dataset-fashion-mnist",
-)
+@needs_real_data("fashion_mnist")
 def test_each_ot_regularizer_brings_fashion_mnist_codes_closer_to_the_prior(train_config):
     """Short runs on the real Fashion-MNIST: the test codes of every OT regularizer are closer to
     N(0, I) than the plain AE's, by the common latent MMD (paper kernel, unbiased). For the

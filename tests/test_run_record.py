@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -18,7 +19,7 @@ import pytest
 import torch
 from conftest import TINY, crash_at
 
-from waebench.launch.job import record_failure
+from waebench.model import CheckpointMismatchError, load_model
 from waebench.report import report
 from waebench.run import record
 from waebench.run.record import RunFolderBusy, Status
@@ -141,19 +142,28 @@ def test_a_failed_evaluation_fails_the_command_and_keeps_the_training(tmp_path):
     assert done.returncode == 1, done.stderr[-3000:]
     metrics = read(tmp_path / "run")
     assert metrics["status"] == "completed" and metrics["global_step"] == 3
-    assert "nosuchsplit" in metrics["eval_error"]
+    assert metrics["evaluation"] == "failed" and "nosuchsplit" in metrics["eval_error"]
     assert (
         f"""waebench-eval 'ckpt_path="{tmp_path / "run"}"' eval.split="""
         in done.stdout + done.stderr
     )
 
 
-def test_a_failure_while_building_is_recorded_and_logged(tmp_path):
-    done = run_train(tmp_path, "+model.no_such_option=1")
-    assert done.returncode == 1
-    metrics = read(tmp_path / "run")
-    assert metrics["status"] == "failed" and "no_such_option" in metrics["error"]
-    assert "no_such_option" in (tmp_path / "run" / "train.log").read_text()
+def test_a_failure_after_the_start_is_recorded_and_logged_a_bug_with_its_traceback(tmp_path):
+    """A user's error once the run started (its dataset is missing) ends with the message
+    alone, also in train.log and the record; a bug (here a callback that raises) keeps its
+    traceback."""
+    none = tmp_path / "none"
+    missing = run_train(tmp_path / "user", "dataset=image_folder", f"dataset.root={none}")
+    output = missing.stdout + missing.stderr
+    assert missing.returncode == 1 and "Traceback" not in output
+    assert f"image_folder: {none} is not a folder. Fix: " in output
+    metrics = read(tmp_path / "user" / "run")
+    assert metrics["status"] == "failed" and "DatasetNotFoundError" in metrics["error"]
+    assert f"{none} is not a folder" in (tmp_path / "user" / "run" / "train.log").read_text()
+    bug = run_train(tmp_path / "bug", *crash_at(1))
+    assert bug.returncode == 1 and "Traceback" in bug.stdout + bug.stderr
+    assert "RuntimeError: crashed at step 1" in (tmp_path / "bug" / "run" / "train.log").read_text()
 
 
 def test_divergence_at_the_first_step_claims_no_good_checkpoint(train_config):
@@ -172,6 +182,147 @@ def test_a_time_based_checkpoint_is_written_inside_an_epoch(train_config):
         train(cfg)
     last = Path(cfg.paths.output_dir, "checkpoints", "last.ckpt")
     assert torch.load(last, weights_only=False)["global_step"] == 3
+
+
+# ---- issue 32: an evaluation's state, atomic checkpoints --------------------------------------
+
+
+def test_a_record_from_before_the_evaluation_state_gets_it(tmp_path):
+    for name, extra, state in (
+        ("evaluated", {"eval": {}}, "completed"),
+        ("failed", {"eval_error": "ValueError: x"}, "failed"),
+        ("neither", {}, "pending"),
+    ):
+        record.write_metrics(tmp_path / name, {"status": "completed", **extra})
+        assert record.read_metrics(tmp_path / name)["evaluation"] == state
+    record.write_metrics(tmp_path / "diverged", {"status": "diverged"})
+    assert "evaluation" not in record.read_metrics(tmp_path / "diverged")
+
+
+QUICK_EVAL = [
+    "eval=quick", "eval.inception.enabled=false", "eval.classifier.num_samples=100",
+    "eval.classifier.num_real=100", "eval.classifier.train_steps=10",
+    "eval.figures.enabled=false", "eval.latent_mmd_codes=100",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_kill_during_the_evaluation_leaves_it_pending_and_the_relaunch_finishes_it(tmp_path):
+    """kill -9 while the evaluation computes its first FID: the record says the training
+    completed and the evaluation is pending, the report shows the gap and the command that
+    fills it, and that command evaluates the run without training it again."""
+    evaluated = [o for o in TINY if not o.startswith("++eval")] + QUICK_EVAL
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-c", "import conftest; conftest.train_killed_during_fid()", *evaluated,
+        f"paths.log_dir={tmp_path}", f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    killed = subprocess.run(command, env=SUBPROCESS_ENV, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    metrics = read(run_dir)
+    assert metrics["status"] == "completed" and metrics["evaluation"] == "pending"
+    assert "eval" not in metrics and "eval_error" not in metrics
+    checkpoints = {p.name: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").iterdir()}
+    fill = record.evaluation_command(run_dir)
+    markdown = report([run_dir], tmp_path / "report").read_text()
+    gaps = markdown.split("## Failed and unfinished runs")[1]
+    assert "| completed, evaluation pending | fill it with: " in gaps and fill in gaps
+    assert "All runs completed." not in gaps
+
+    done = subprocess.run(
+        [str(BIN / "waebench-train"), *shlex.split(fill)[1:]], env=SUBPROCESS_ENV,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (
+        "training completed by an earlier launch, evaluation pending" in done.stdout + done.stderr
+    )
+    filled = read(run_dir)
+    assert filled["evaluation"] == "completed" and filled["global_step"] == metrics["global_step"]
+    assert "fid/samples/prior@classifier-digits" in filled["eval"]
+    assert {
+        p.name: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").iterdir()
+    } == checkpoints
+    markdown = report([run_dir], tmp_path / "report").read_text()
+    assert "All runs completed." in markdown.split("## Failed and unfinished runs")[1]
+
+
+def mount_tmpfs(folder: Path, size: str) -> bool:
+    """A tmpfs of `size` mounted on `folder`; False where mounting is not allowed (not root,
+    or a container without the capability)."""
+    folder.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]
+    try:
+        return subprocess.run(mount, capture_output=True).returncode == 0
+    except FileNotFoundError:  # no mount command
+        return False
+
+
+@pytest.mark.slow
+def test_a_full_disk_keeps_the_previous_checkpoints_whole_and_the_relaunch_resumes(tmp_path):
+    """The run folder on a real 8 MB tmpfs, filled at the start of the second epoch, so that
+    the checkpoints of that epoch do not fit (where mounting is not allowed: a file size limit
+    on the training process, whose writes past it fail the same way, EFBIG instead of ENOSPC).
+    best.ckpt and last.ckpt stay those of the first epoch, whole, no temporary file is left,
+    the command ends with the message alone; with space back, the same command resumes."""
+    disk = tmp_path / "disk"
+    how = "fill" if mount_tmpfs(disk, "8m") else "limit"
+    try:
+        common = [
+            "trainer.max_epochs=2",
+            "callbacks.best_checkpoint.monitor=null",
+            "ckpt_path=auto",
+        ]
+        full = run_train(
+            disk, *common, "+callbacks.starve._target_=conftest.StarveWrites",
+            "+callbacks.starve.epoch=1", f"+callbacks.starve.how={how}",
+        )  # fmt: skip
+        output = full.stdout + full.stderr
+        assert full.returncode == 1, output[-3000:]
+        assert ("No space left on device" if how == "fill" else "File too large") in output
+        assert f"writing the checkpoint {disk / 'run' / 'checkpoints'}" in output
+        assert "the previous one (if any) is kept whole" in output and "Traceback" not in output
+        for name in ("best.ckpt", "last.ckpt"):
+            path = disk / "run" / "checkpoints" / name
+            assert record.checkpoint_problem(path) is None, name
+            assert torch.load(path, weights_only=False)["global_step"] == 3, name
+        assert not list((disk / "run").rglob("*.tmp"))
+        (disk / "run" / "filler").unlink(missing_ok=True)
+        done = run_train(disk, *common)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert read(disk / "run")["status"] == "completed"
+        assert read(disk / "run")["global_step"] == 6
+    finally:
+        if how == "fill":
+            subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_load_model_falls_back_past_a_truncated_checkpoint_naming_it(train_config, caplog):
+    cfg = train_config()
+    train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with caplog.at_level(logging.WARNING):
+        model = load_model(run_dir)
+    assert f"skipping {last}, not a readable checkpoint" in caplog.text
+    assert f"Loading {last.with_name('best.ckpt')}" in caplog.text
+    assert not model.training
+    with pytest.raises(record.CheckpointError, match=f"checkpoint {last} is not a readable"):
+        load_model(last)
+
+
+def test_a_resume_from_a_checkpoint_of_another_width_names_the_setting(train_config):
+    first = train_config()
+    train(first)
+    last = Path(first.paths.output_dir, "checkpoints", "last.ckpt")
+    with pytest.raises(CheckpointMismatchError) as error:
+        train(train_config("model.width=8", f"ckpt_path={last}", run="wider"))
+    message = str(error.value)
+    assert message.startswith(f"{last} holds a model of another configuration")
+    assert "Settings that differ: model.width: 4 in the checkpoint, 8 here." in message
+    assert "size mismatch" not in message
 
 
 # ---- hole 6 (checkpoints): a truncated last.ckpt -------------------------------------------
@@ -206,7 +357,7 @@ def test_a_corrupt_record_is_reported_as_unreadable_and_a_failure_still_recorded
         "| unreadable |" in markdown and str(Path(bad.paths.output_dir, "metrics.json")) in markdown
     )
     assert "1 of 2" in markdown or "completed" in markdown
-    metrics = record_failure(bad.paths.output_dir, "killed by signal 9")
+    metrics = record.record_failure(bad.paths.output_dir, "killed by signal 9")
     assert metrics["status"] == Status.FAILED and read(bad.paths.output_dir) == metrics
 
 
@@ -297,6 +448,7 @@ def test_a_sweep_with_a_killed_a_diverging_and_a_corrupt_job_is_reported_in_full
         (line,) = [row for row in failures.splitlines() if str(jobs[seed]) in row]
         assert f"| {status} |" in line, line
     assert str(jobs[3] / "metrics.json") in failures
-    for seed in (0, 4, 5):
-        assert str(jobs[seed]) not in failures
+    for seed in (0, 4, 5):  # completed; not evaluated (eval.enabled=false), and listed so
+        (line,) = [row for row in failures.splitlines() if str(jobs[seed]) in row]
+        assert "| completed, evaluation pending | fill it with: waebench-train " in line
     assert "3/6" in markdown or "3 of 6" in markdown, markdown[:2000]

@@ -169,7 +169,11 @@ def test_sweep_on_slurm_cancel_requeue_relaunch_report(sweep_dir):
     with open(sweep_dir / "report" / "digits.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted((r["runs_completed"], r["runs_total"]) for r in rows) == [("1", "1")] * 2
-    assert "All runs completed." in (sweep_dir / "report" / "report.md").read_text()
+    gaps = (sweep_dir / "report" / "report.md").read_text().split("## Failed and unfinished")[1]
+    statuses = [
+        row.split(" | ")[4] for row in gaps.splitlines() if row.startswith(f"| {sweep_dir}")
+    ]
+    assert statuses == ["completed, evaluation pending"] * 2  # eval.enabled=false: not evaluated
 
 
 def test_a_job_at_its_time_limit_checkpoints_requeues_and_resumes_at_the_same_step(sweep_dir):

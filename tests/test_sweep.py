@@ -4,7 +4,9 @@ exist), parallel jobs with one failing job, and the refusal to reuse another job
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -18,7 +20,18 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from waebench.launch.gpus import DevicePool, run_on_devices, run_pinned_process, visible_gpus
-from waebench.launch.job import MAX_DIRNAME, check_same_job, job_dirname, record_failure
+from waebench.launch.job import MAX_DIRNAME, job_dirname, run_sweep_job
+from waebench.launch.summary import SweepSummary
+from waebench.report import report
+from waebench.run.record import (
+    NOT_STARTED,
+    check_same_job,
+    not_started_jobs,
+    not_started_path,
+    record_failure,
+    write_metrics,
+)
+from waebench.train import train
 
 BIN = Path(sys.executable).parent
 
@@ -137,6 +150,78 @@ def test_gpus_launcher_runs_jobs_in_parallel_pinned_and_survives_a_failing_job(t
                    capture_output=True)  # fmt: skip
     markdown = (tmp_path / "sweep" / "report" / "report.md").read_text()
     assert f"| diverged | {bad['error'].splitlines()[0][:300]} |" in markdown
+
+
+def test_a_job_refused_by_its_config_check_is_listed_with_its_overrides_and_fails_the_sweep(
+    tmp_path,
+):
+    """A multirun whose job regularizer.weight=-1 fails its config check: it gets no run
+    folder; the sweep folder's not_started/ records it with its overrides and the error; the
+    sweep's summary names it and exits 1, and waebench-report lists it. The other job runs."""
+    done = sweep_run(tmp_path, "regularizer.weight=-1,10")
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert "1 of 2 jobs completed, 0 pruned, 1 never started" in output
+    refusal = "regularizer.weight=-1: must be a finite number >= 0"
+    assert f"failed, never started: ConfigValueError: invalid config value: {refusal}" in output
+    assert "Traceback" not in output
+    sweep = tmp_path / "sweep"
+    (job,) = [d for d in sweep.iterdir() if (d / "config.yaml").is_file()]
+    assert "regularizer.weight=10" in job.name
+    assert sorted(d.name for d in sweep.iterdir() if d.is_dir()) == sorted([job.name, NOT_STARTED])
+    (entry,) = (sweep / NOT_STARTED).glob("*.json")
+    refused = json.loads(entry.read_text())
+    assert refused["started"] is False and "regularizer.weight=-1" in refused["overrides"]
+    assert not Path(refused["run_dir"]).exists()
+    assert f"overrides: {' '.join(refused['overrides'])}" in output
+    markdown = report([sweep], tmp_path / "report").read_text()
+    gaps = markdown.split("## Failed and unfinished runs")[1]
+    (line,) = [row for row in gaps.splitlines() if "never started" in row]
+    assert refusal in line and line.endswith(f"| {' '.join(refused['overrides'])} |")
+
+
+def test_a_job_whose_folder_holds_another_run_is_left_alone_and_recorded(train_config):
+    """A sweep job into a folder that holds a run of another configuration: the folder is left
+    byte for byte as it was (its .hydra/ included), the sweep records the job as never
+    started; once the job starts in a free folder, that record goes."""
+    first = train_config("regularizer.weight=3", run="sweep/job")
+    train(first)
+    job = Path(first.paths.output_dir)
+    before = {p: p.read_bytes() for p in job.rglob("*") if p.is_file()}
+    assert (job / ".hydra" / "overrides.yaml").is_file()
+    metrics = run_sweep_job(train, train_config("regularizer.weight=5", run="sweep/job"))
+    assert metrics["started"] is False and "differs in: regularizer.weight" in metrics["error"]
+    assert {p: p.read_bytes() for p in job.rglob("*") if p.is_file()} == before
+    assert not_started_jobs([job.parent]) == [json.loads(not_started_path(job).read_text())]
+    shutil.rmtree(job)
+    assert (
+        run_sweep_job(train, train_config("regularizer.weight=5", run="sweep/job"))["status"]
+        == "completed"
+    )
+    assert not_started_jobs([job.parent]) == []
+
+
+def test_the_summary_fails_a_sweep_whose_evaluation_did_not_complete(tmp_path, caplog):
+    """The sweep's summary reads the job folders: an evaluation that failed (here: its job
+    process died during it, as a launcher records it) fails the sweep with the command that
+    fills it; a job run with eval.enabled=false is only said to be not evaluated."""
+    jobs = {}
+    for name, enabled in (("evaluated_off", False), ("died", True)):
+        jobs[name] = tmp_path / "sweep" / name
+        cfg = compose_train_config(jobs[name], [f"++eval.enabled={enabled}"])
+        jobs[name].mkdir(parents=True)
+        OmegaConf.save(cfg, jobs[name] / "config.yaml", resolve=True)
+        write_metrics(jobs[name], {"status": "completed", "evaluation": "pending"})
+    died = record_failure(jobs["died"], "job process exited with code -9 (see launcher.log)")
+    assert died["status"] == "completed" and died["evaluation"] == "failed"
+    sweep_config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit, match="1 of 2 jobs did not"):
+        SweepSummary().on_multirun_end(sweep_config)
+    assert f"{jobs['evaluated_off']}: evaluation not run (eval.enabled=false)" in caplog.text
+    assert (
+        f"{jobs['died']}: training completed, evaluation failed: job process exited with code -9"
+    ) in caplog.text
+    assert "fill it with: waebench-eval ckpt_path=" in caplog.text  # no .hydra/: no overrides
 
 
 def test_an_exception_before_training_is_recorded_as_a_failure(tmp_path):

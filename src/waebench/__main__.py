@@ -10,6 +10,8 @@ COMMANDS = {
     "waebench-train": "train (and evaluate) a model; -m for sweeps",
     "waebench-eval": "evaluate a trained model, or score images made elsewhere",
     "waebench-report": "tables, figures and the comparison page of runs and sweeps",
+    "waebench-study": "the papers' tables at their scale on a GPU machine, with their pages",
+    "waebench-bundle": "one folder with datasets, FID weights and wheels for offline nodes",
 }
 
 

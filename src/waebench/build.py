@@ -9,6 +9,7 @@ from typing import Any
 
 from hydra._internal.utils import _locate  # hydra.utils.get_object without its error log
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -127,6 +128,23 @@ def check_buildable(cfg: DictConfig) -> None:
     if problems:
         listed = "\n".join(f"  {p}" for p in problems)
         raise ConfigValueError(f"the config cannot be built:\n{listed}")
+
+
+def check_model_builds(cfg: DictConfig) -> None:
+    """Build the model once, before anything is written, and refuse a config it cannot be
+    built from with the builder's own message: a choice or value a class refuses (an unknown
+    kernel or reconstruction cost, an unsupported value range, model.compile with a decoder
+    penalty, ...) or an option it does not take. Other errors are bugs: raised as they are."""
+    try:
+        build_model(cfg)
+    except InstantiationException as error:
+        cause = error.__cause__
+        while isinstance(cause, InstantiationException):  # the regularizer inside the model
+            cause = cause.__cause__
+        option = isinstance(cause, TypeError) and "keyword argument" in str(cause)
+        if not isinstance(cause, ValueError) and not option:
+            raise
+        raise ConfigValueError(f"the model cannot be built from this config: {cause}") from error
 
 
 def build_model(cfg: DictConfig):

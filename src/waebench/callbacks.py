@@ -1,7 +1,8 @@
-"""Lightning callbacks of waebench."""
+"""Lightning callbacks of waebench, and its checkpoint writer."""
 
 from __future__ import annotations
 
+import io
 import random
 import time
 from pathlib import Path
@@ -11,9 +12,40 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torchvision.utils import make_grid, save_image
 
+from waebench.errors import UserError
 from waebench.run.record import atomic_path
+
+
+class CheckpointWriteError(UserError, OSError):
+    """A checkpoint could not be written (a full disk, a file size limit, ...)."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer for every checkpoint of a training (`best.ckpt`,
+    `last.ckpt`), writing each to a temporary file in its own folder and renaming it over the
+    old one (`record.atomic_path`): a full disk, a kill or a file size limit mid-write leaves
+    the previous checkpoint whole. (Lightning's own writer goes through a temporary file in
+    the system's temporary folder, then copies it across file systems, which is not atomic.)"""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        buffer = io.BytesIO()  # whole in memory first, as Lightning's: write errors are OSErrors
+        torch.save(checkpoint, buffer)
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(buffer.getbuffer())
+        except OSError as error:
+            raise CheckpointWriteError(
+                error.errno,
+                f"{error.strerror or error} writing the checkpoint {path}: the previous one (if "
+                "any) is kept whole. Free space on that file system (or raise its limit), then "
+                "launch the same command again into the same folder (ckpt_path=auto) to resume "
+                "from its last.ckpt",
+            ) from error
 
 
 class ImageGrids(L.Callback):
@@ -67,10 +99,10 @@ class ImageGrids(L.Callback):
 
 class ResumeCheckpoint(L.Callback):
     """Keeps `<dirpath>/last.ckpt` current for resuming a killed run: written at
-    every epoch end, and inside an epoch every `every_n_train_steps` steps and
-    after `every_n_minutes` minutes of training since the last one (each may be
-    null), each time to a temporary file renamed over the old one (a kill
-    mid-write leaves the previous checkpoint intact).
+    every epoch end and when training ends, and inside an epoch every
+    `every_n_train_steps` steps and after `every_n_minutes` minutes of training since
+    the last one (each may be null), each time through the trainer's
+    `AtomicCheckpointIO` (a kill mid-write leaves the previous checkpoint intact).
 
     No step checkpoint is written on an epoch's last batch: the epoch-end one
     follows, and Lightning cannot resume exactly from a checkpoint taken
@@ -97,6 +129,7 @@ class ResumeCheckpoint(L.Callback):
         self.every_n_minutes = every_n_minutes
         self._epoch_finished = False
         self._saved_at = time.monotonic()
+        self._saved_step = -1
         self._rng_states: list[dict[str, Any]] | dict[str, Any] | None = None
 
     def on_train_start(self, trainer: L.Trainer, module) -> None:
@@ -143,10 +176,18 @@ class ResumeCheckpoint(L.Callback):
         if self._epoch_finished:  # not when max_steps stopped the epoch early
             self.save(trainer)
 
+    def on_train_end(self, trainer: L.Trainer, module) -> None:
+        """The final weights (training stopped inside an epoch: `max_time`, a callback), so
+        that the evaluation of a relaunch, which loads `last.ckpt`, sees what training ended
+        with."""
+        if trainer.global_step != self._saved_step:
+            self.save(trainer)
+
     def save(self, trainer: L.Trainer) -> None:
-        with atomic_path(self.path, commit=trainer.is_global_zero) as tmp:
-            trainer.save_checkpoint(tmp, weights_only=False)  # optimizer and loop states too
-        self._saved_at = time.monotonic()
+        """Every rank calls it (Lightning gathers the checkpoint); the trainer's checkpoint
+        writer (`AtomicCheckpointIO`, rank 0) replaces the file atomically."""
+        trainer.save_checkpoint(self.path, weights_only=False)  # optimizer and loop states too
+        self._saved_at, self._saved_step = time.monotonic(), trainer.global_step
 
 
 def rng_states() -> dict[str, Any]:

@@ -22,10 +22,12 @@ from numbers import Real
 
 from omegaconf import DictConfig, OmegaConf
 
+from waebench.errors import UserError
+
 _ABSENT = object()
 
 
-class ConfigValueError(ValueError):
+class ConfigValueError(UserError, ValueError):
     """One or more config values outside their valid range; the message lists them."""
 
 

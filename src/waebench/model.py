@@ -12,6 +12,7 @@ optimization (two optimizers); the others use automatic optimization.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -24,10 +25,12 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
 from waebench.callbacks import logs_this_step
+from waebench.errors import UserError
 from waebench.fast import compile_with_fallback
 from waebench.prior import GaussianPrior
 from waebench.reconstruction import ReconstructionCost
 from waebench.regularizers import Codes, LatentRegularizer
+from waebench.run import record
 from waebench.schedule import MilestoneDecay
 
 log = logging.getLogger(__name__)
@@ -35,8 +38,12 @@ log = logging.getLogger(__name__)
 OUTPUT_ACTIVATIONS = {(0.0, 1.0): torch.sigmoid, (-1.0, 1.0): torch.tanh}
 
 
-class DivergenceError(RuntimeError):
+class DivergenceError(UserError, RuntimeError):
     """A training loss became NaN or infinite."""
+
+
+class CheckpointMismatchError(UserError, ValueError):
+    """A checkpoint to resume from holds a model whose weights do not fit this one."""
 
 
 class AutoEncoder(L.LightningModule):
@@ -214,6 +221,25 @@ class AutoEncoder(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._raise_if_diverged()  # never checkpoint weights trained on a non-finite loss
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Before the weights are loaded: refuse a checkpoint whose weights do not fit this
+        model, naming the settings that differ; warn of differing settings otherwise."""
+        path = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
+        differ = setting_differences(checkpoint.get("hyper_parameters") or {}, self.hparams)
+        settings = "; ".join(
+            f"{key}: {theirs!r} in the checkpoint, {mine!r} here" for key, theirs, mine in differ
+        )
+        misfits = shape_misfits(checkpoint.get("state_dict") or {}, self.state_dict())
+        if misfits:
+            raise CheckpointMismatchError(
+                f"{path} holds a model of another configuration: {len(misfits)} of its weight "
+                f"tensors do not fit this model (e.g. {misfits[0]}). Settings that differ: "
+                f"{settings or 'none recorded'}. Resume with the checkpoint's settings, or "
+                "start from scratch (ckpt_path=null)."
+            )
+        if differ:
+            log.warning("Resuming from %s, whose settings differ: %s", path, settings)
 
     def on_train_start(self) -> None:
         self._divergence = None
@@ -482,19 +508,51 @@ def initialise(
             nn.init.zeros_(layer.bias)
 
 
+def setting_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple]:
+    """(config key, saved value, current value) for each model setting (the model's
+    hyper-parameters, named by their config keys: `model.width`, `regularizer.weight`) that
+    differs between a checkpoint and this model."""
+    a = record.flatten(json.loads(json.dumps(dict(saved), default=str)))
+    b = record.flatten(json.loads(json.dumps(dict(current), default=str)))
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return [(k if k.startswith("regularizer.") else f"model.{k}", a.get(k), b.get(k)) for k in keys]
+
+
+def shape_misfits(saved: dict[str, torch.Tensor], current: dict[str, torch.Tensor]) -> list[str]:
+    """The weights of a checkpoint's state dict that do not fit a model's: of another shape,
+    missing, or unexpected."""
+    misfits = []
+    for name in sorted(saved.keys() | current.keys()):
+        if name not in current:
+            misfits.append(f"{name}: in the checkpoint, not in this model")
+        elif name not in saved:
+            misfits.append(f"{name}: in this model, not in the checkpoint")
+        elif saved[name].shape != current[name].shape:
+            misfits.append(
+                f"{name}: {list(saved[name].shape)} in the checkpoint, "
+                f"{list(current[name].shape)} here"
+            )
+    return misfits
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> AutoEncoder:
-    """A trained model in eval mode, from a checkpoint file or a run directory
-    (its `checkpoints/last.ckpt`, the final weights, else `checkpoints/best.ckpt`)."""
+    """A trained model in eval mode, from a checkpoint file or a run directory (its newest
+    readable checkpoint: `checkpoints/last.ckpt`, the final weights, else the newest other,
+    e.g. `best.ckpt`; each one skipped as truncated or garbage is named in a warning). A
+    checkpoint file that is missing or unreadable is refused, naming it."""
     path = Path(path)
     if path.is_dir():
-        candidates = [path / "checkpoints" / name for name in ("last.ckpt", "best.ckpt")]
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise FileNotFoundError(
-                f"no checkpoint in {path}: expected one of {[str(c) for c in candidates]}"
+        found = record.newest_readable_checkpoint(path)
+        if found is None:
+            raise record.CheckpointNotFoundError(
+                f"no readable checkpoint in {path / record.CHECKPOINTS} (a run folder of "
+                "waebench-train holds last.ckpt and best.ckpt there)"
             )
-        path = found[0]
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        if found.name != "last.ckpt":
+            log.warning("Loading %s", found)
+        path = found
+    else:
+        fix = "Give its run folder instead, to load the run's newest readable checkpoint."
+        record.check_checkpoint(path, f"checkpoint {path}", fix)
     model = AutoEncoder.load_from_checkpoint(path, map_location=map_location)
     return model.eval()

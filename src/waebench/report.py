@@ -1,7 +1,8 @@
 """`waebench-report PATH... [--out DIR]`: per dataset, the tables comparing the models of the
 runs under PATH (sweep or output folders) in a paper's layout, the published numbers of the
 WAE and RAE papers beside ours where they were computed alike (else in their own table), the
-failed runs and missing evaluations, and a figure; for a search folder also its study (best
+failed runs, missing evaluations, sweep jobs that never started and collapsed models, and a
+figure; for a search folder also its study (best
 trials or Pareto front, Optuna's plots). Writes DIR/report.md, and per dataset
 DIR/<dataset>.tex (every table, booktabs), DIR/<dataset>-<table>.csv (each table),
 DIR/<dataset>.csv (every number with its settings, a line per model) and DIR/<dataset>.png
@@ -24,23 +25,23 @@ import shlex
 import sys
 from pathlib import Path
 
+from waebench.errors import UserError
 from waebench.evaluation.definitions import thawed
-from waebench.reporting.comparability import MixedRunsError
 from waebench.reporting.comparison import FigureSettings
 from waebench.reporting.figure import write_figure
 from waebench.reporting.index import write_index
 from waebench.reporting.layout import metric_tables
-from waebench.reporting.notes import NotesError
 from waebench.reporting.page import dataset_title, write_page
 from waebench.reporting.render import failure_lines, markdown_table, write_csv, write_latex
 from waebench.reporting.runs import Run, find_runs
 from waebench.reporting.search import search_report
 from waebench.reporting.table import Table, build_tables
+from waebench.run.record import not_started_jobs
 
 
-def runs_under(paths: list[str | Path]) -> list[Run]:
+def runs_under(paths: list[str | Path], not_started: list[dict] = ()) -> list[Run]:
     runs = find_runs(paths)
-    if not runs:
+    if not runs and not not_started:
         raise FileNotFoundError(
             f"no runs under {', '.join(map(str, paths))}: a run folder holds the config.yaml "
             "that waebench-train writes; pass sweep folders (outputs/train/multiruns/<time>) "
@@ -74,19 +75,23 @@ def write_numbers(table: Table, path: Path) -> Path:
 
 def report(paths: list[str | Path], out_dir: str | Path) -> Path:
     """Write the report of the runs under `paths` into `out_dir`; returns report.md's path."""
-    runs = runs_under(paths)
+    not_started = not_started_jobs(paths)
+    runs = runs_under(paths, not_started)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     completed = sum(r.status == "completed" for r in runs)
     text = [
         "# waebench report",
         "",
-        f"{len(runs)} runs, {completed} completed. Numbers computed with other settings "
+        f"{len(runs)} runs, {completed} completed"
+        + (f", {len(not_started)} sweep jobs never started" if not_started else "")
+        + ". Numbers computed with other settings "
         "(feature space, image counts, real set, checkpoint, sampler options, ...) are in "
         "other columns or tables; published numbers stand beside ours only where they were "
         "computed alike.",
     ]
-    for table in build_tables(runs):
+    tables = build_tables(runs)
+    for table in tables:
         shown = metric_tables(table)
         name = table.dataset
         write_latex(shown, out_dir / f"{name}.tex")
@@ -98,7 +103,7 @@ def report(paths: list[str | Path], out_dir: str | Path) -> Path:
             text += ["", *markdown_table(one, f"[CSV]({name}-{one.slug}.csv)", level=3)]
         figure = write_figure(table, out_dir / f"{name}.png")
         text += ["", f"![{name}]({figure.name})"]
-    text += ["", "## Failed and unfinished runs", "", *failure_lines(runs), ""]
+    text += ["", "## Failed and unfinished runs", "", *failure_lines(runs, not_started, tables), ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(text) + search_report(paths, out_dir))
     return path
@@ -142,11 +147,13 @@ def main(argv: list[str] | None = None) -> None:
             given = sys.argv[1:] if argv is None else argv
             command = args.command or shlex.join(["waebench-report", *given])
             out = args.out or Path(args.paths[0]) / "page"
-            path = write_page(runs_under(args.paths), out, settings, command, args.notes)
+            not_started = not_started_jobs(args.paths)
+            runs = runs_under(args.paths, not_started)
+            path = write_page(runs, out, settings, command, args.notes, not_started)
             print(f"Page written to {path} (Markdown: {path.parent / 'README.md'})")
             return
         path = report(args.paths, args.out or Path(args.paths[0]) / "report")
-    except (FileNotFoundError, MixedRunsError, NotesError) as error:
+    except (FileNotFoundError, UserError) as error:  # the message names the cause and fix
         sys.exit(f"waebench-report: {error}")
     print(path.read_text())
     print(f"Report written to {path.parent}")

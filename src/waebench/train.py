@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -19,16 +20,17 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from waebench import __version__
-from waebench.build import CONFIG_DIR, build_model, check_buildable
-from waebench.config_check import ConfigValueError, check_config
-from waebench.data import DatasetNotFoundError
+from waebench.build import CONFIG_DIR, build_model, check_buildable, check_model_builds
+from waebench.callbacks import AtomicCheckpointIO
+from waebench.config_check import check_config
+from waebench.errors import UserError
 from waebench.evaluation import evaluate_into_metrics
 from waebench.evaluation.settings import EvalSettings
 from waebench.fast import check_precision
 from waebench.launch.job import is_multirun, run_sweep_job
-from waebench.model import DivergenceError
+from waebench.model import DivergenceError, load_model
 from waebench.run import record
-from waebench.run.record import Status
+from waebench.run.record import Evaluation, Status
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +58,21 @@ def use_wandb_offline_without_login(cfg: DictConfig) -> None:
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.Trainer:
     """The trainer with the config's callbacks and loggers (without its progress bar
-    when `trainer.enable_progress_bar=false`)."""
+    when `trainer.enable_progress_bar=false`), writing every checkpoint atomically."""
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values()]
-    return instantiate(cfg.trainer, callbacks=callbacks + list(extra_callbacks), logger=loggers)
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks + list(extra_callbacks),
+        logger=loggers,
+        plugins=[AtomicCheckpointIO()],
+    )
+
+
+def eval_enabled(cfg: DictConfig) -> bool:
+    return bool(cfg.get("eval", {}).get("enabled", False))
 
 
 def epoch_means(metrics: dict[str, Any], stage: str) -> dict[str, float]:
@@ -75,22 +86,55 @@ def epoch_means(metrics: dict[str, Any], stage: str) -> dict[str, float]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and test one model; returns (and writes) the record of the run. Bad values are
-    refused first. The training process holds the run folder's lock throughout; a folder
-    holding another configuration is refused, and a completed run is returned untouched."""
+    refused first, and so is a folder in use or holding a run of another configuration, with
+    nothing written: the run starts when `record.write_config` writes its config. The training
+    process holds the run folder's lock throughout. A completed run is returned untouched,
+    or, when its evaluation is pending or failed and `eval.enabled`, evaluated
+    (`finish_evaluation`)."""
     check_buildable(cfg)  # first: the sampler check below imports the regularizer's class
     check_config(cfg)
+    check_model_builds(cfg)
     output_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank != 0:  # a DDP rank > 0: rank 0 owns the folder
         return fit_and_test(cfg, output_dir, earlier=None)
     with record.run_lock(output_dir):
         record.check_same_job(output_dir, cfg)
+        record.remove_temporaries(output_dir)
         earlier = record.read_metrics(output_dir)
         if earlier and earlier["status"] == Status.COMPLETED:
-            log.info("Skipping %s: completed by an earlier launch (its record is kept)", output_dir)
-            return earlier
-        record.remove_temporaries(output_dir)
+            return finish_evaluation(cfg, output_dir, earlier)
         record.write_config(output_dir, cfg)
         return fit_and_test(cfg, output_dir, earlier)
+
+
+def finish_evaluation(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any]) -> dict:
+    """A run whose training an earlier launch completed: evaluated at its final weights (its
+    newest readable checkpoint) when its evaluation is pending or failed and `eval.enabled`;
+    else its record is returned untouched."""
+    evaluation = earlier.get("evaluation")
+    if evaluation == Evaluation.COMPLETED or not eval_enabled(cfg):
+        gap = "" if evaluation == Evaluation.COMPLETED else f"; its evaluation is {evaluation}"
+        log.info(
+            "Skipping %s: completed by an earlier launch (its record is kept)%s", output_dir, gap
+        )
+        return earlier
+    checkpoint = record.newest_readable_checkpoint(output_dir)
+    if checkpoint is None:  # its evaluation failed: recorded so, the training stays completed
+        return record.record_failure(
+            output_dir,
+            f"no readable checkpoint left in {output_dir / record.CHECKPOINTS} to evaluate "
+            "the run from",
+        )
+    log.info(
+        "%s: training completed by an earlier launch, evaluation %s: evaluating %s",
+        output_dir, evaluation, checkpoint,
+    )  # fmt: skip
+    return evaluate_into_metrics(
+        load_model(checkpoint),
+        instantiate(cfg.dataset),
+        EvalSettings.from_config(cfg.eval),
+        earlier,
+    )
 
 
 def fit_and_test(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any] | None) -> dict:
@@ -132,13 +176,22 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any] | No
         if trainer is not None:
             metrics.update(epochs=trainer.current_epoch, global_step=trainer.global_step)
         metrics["checkpoints"] = sorted(map(str, record.checkpoints(output_dir)))
+        completed = metrics["status"] == Status.COMPLETED
         if rank_zero_only.rank == 0:
-            if metrics["status"] != Status.COMPLETED:
+            if completed:
+                metrics["evaluation"] = Evaluation.PENDING  # until it ends: a kill leaves this
+            else:
                 metrics = record.attempt_record(earlier, metrics)
-            record.write_metrics(output_dir, metrics)
-            if metrics["status"] == Status.COMPLETED and cfg.get("eval", {}).get("enabled", False):
-                settings = EvalSettings.from_config(cfg.eval)
-                evaluate_into_metrics(model, datamodule, settings, metrics, loggers)
+            try:
+                record.write_metrics(output_dir, metrics)
+            except OSError as error:  # e.g. a full disk: the error that ended the run goes on
+                log.error("Could not write %s (%s)", output_dir / record.METRICS, error)
+                if completed:
+                    raise
+            if completed and eval_enabled(cfg):
+                evaluate_into_metrics(
+                    model, datamodule, EvalSettings.from_config(cfg.eval), metrics, loggers
+                )
         for logger in loggers:
             logger.finalize(metrics["status"])
         if "wandb" in cfg.get("logger", {}):
@@ -162,8 +215,12 @@ def summary(metrics: dict[str, Any]) -> str:
     for name, entry in (metrics.get("eval") or {}).items():
         if name.startswith(("fid/", "latent_mmd")):
             lines.append(f"  {name:45s} {entry['value']:.4g}")
-    if metrics.get("eval_error"):
-        lines.append(f"  evaluation failed: {str(metrics['eval_error']).splitlines()[0]}")
+    if metrics.get("evaluation") == Evaluation.FAILED:
+        lines.append(f"  evaluation failed: {str(metrics.get('eval_error')).splitlines()[0]}")
+    elif metrics.get("evaluation") == Evaluation.PENDING:
+        lines.append(f"  evaluation pending; fill it with: {record.evaluation_command(run_dir)}")
+    for finding in metrics.get("collapse") or []:
+        lines.append(f"  collapsed? {finding}")
     figures = sorted(p.name for p in run_dir.glob("*.png"))
     if figures:
         lines.append(f"  figures: {', '.join(figures)}")
@@ -175,20 +232,26 @@ def summary(metrics: dict[str, Any]) -> str:
 def main(cfg: DictConfig) -> dict[str, Any] | None:
     if is_multirun():  # skip completed jobs, resume killed ones, record failures and go on
         metrics = run_sweep_job(train, cfg)
-        log.info("%s", summary(metrics))
+        if metrics.get("started") is not False:  # a job that never started has no log
+            log.info("%s", summary(metrics))
         return metrics
+    output_dir = Path(cfg.paths.output_dir)
+    before = record.config_stamp(output_dir)
     try:
         metrics = train(cfg)
-    except (DivergenceError, ConfigValueError, DatasetNotFoundError) as error:
-        log.error("%s", error)
-        raise SystemExit(1) from None
-    except Exception:  # into train.log too, not only onto stderr
-        log.exception(
-            "Training failed; the run's record: %s", Path(cfg.paths.output_dir) / "metrics.json"
-        )
+    except Exception as error:
+        if record.config_stamp(output_dir) == before:  # refused before the run started:
+            record.remove_if_empty(output_dir)  # no log, and no folder (Hydra made it empty)
+            if isinstance(error, UserError):
+                sys.exit(f"waebench-train: {error}")
+            raise  # a bug: its traceback
+        if isinstance(error, UserError):  # the message names the cause and the fix
+            log.error("%s\nThe run's record: %s", error, output_dir / record.METRICS)
+        else:  # into train.log too, not only onto stderr
+            log.exception("Training failed; the run's record: %s", output_dir / record.METRICS)
         raise SystemExit(1) from None
     log.info("%s", summary(metrics))
-    if "eval_error" in metrics:  # logged with the command that re-runs the evaluation alone
+    if metrics.get("evaluation") == Evaluation.FAILED:  # logged with the command that re-runs it
         raise SystemExit(1)
 
 

@@ -48,16 +48,20 @@ class GpusLauncher(Launcher):
     def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
         from waebench.launch.gpus import (
             DevicePool,
+            NoGpuError,
             run_on_devices,
             run_pinned_process,
             visible_gpus,
         )
-        from waebench.run.record import record_failure
+        from waebench.run.record import record_job_failure
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
         devices = visible_gpus(self.devices)
-        pool = DevicePool(devices, self.jobs_per_gpu)
+        try:
+            pool = DevicePool(devices, self.jobs_per_gpu)
+        except NoGpuError as error:  # the message names the fix: no traceback
+            raise SystemExit(f"waebench-train: {error}") from None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(
@@ -91,8 +95,8 @@ class GpusLauncher(Launcher):
             error = f"job process exited with code {record['exit_code']} (see launcher.log)"
             log.error("\t#%d failed after %.0f s: %s", idx, seconds, error)
             ret = JobReturn(overrides=overrides, cfg=config, working_dir=str(run_dir))
-            ret.status = JobStatus.COMPLETED  # recorded in metrics.json; the sweep goes on
-            ret.return_value = record_failure(run_dir, error)
+            ret.status = JobStatus.COMPLETED  # recorded (in metrics.json, or in the sweep's
+            ret.return_value = record_job_failure(run_dir, error, overrides)  # not_started/)
             return ret
 
         return run_on_devices(jobs, pool, run)

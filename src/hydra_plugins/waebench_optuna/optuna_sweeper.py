@@ -20,6 +20,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from waebench.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -53,8 +55,8 @@ ConfigStore.instance().store(
 )
 
 
-class SearchError(RuntimeError):
-    pass
+class SearchError(UserError, RuntimeError):
+    """A search that cannot go on; the message says why and what to do."""
 
 
 class OptunaSweeper(Sweeper):
@@ -74,6 +76,14 @@ class OptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> None:
+        """Run the search; a `UserError` (a bad setting, search space, study or storage) ends
+        the command with its message alone."""
+        try:
+            self.search(arguments)
+        except UserError as error:
+            raise SystemExit(f"waebench-train: {error}") from None
+
+    def search(self, arguments: list[str]) -> None:
         import optuna
 
         from waebench.search import study as bookkeeping

@@ -96,10 +96,9 @@ class WaebenchSlurmLauncher(SlurmLauncher):
                 "to resume it"
             )
             log.error("%s: %s", run_dir, message)
-            earlier = record.read_metrics(run_dir) or {}
-            if run_dir.is_dir() and earlier.get("status") != record.Status.COMPLETED:
-                # the job's own record of the signal that ended it gives way to the reason
-                record.record_failure(run_dir, message, keep_earlier=False)
+            # the job's own record of the signal that ended it gives way to the reason (a
+            # completed training stays completed; a job that never started is recorded so)
+            record.record_job_failure(run_dir, message, list(overrides), keep_earlier=False)
             result = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
             result._return_value = RuntimeError(f"{run_dir}: {message}")
             return result

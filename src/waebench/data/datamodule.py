@@ -32,7 +32,7 @@ Splits = dict[str, tuple[torch.Tensor, torch.Tensor]]
 def _load_idx(name: str) -> Callable[[ImageDataModule], Splits]:
     def load(dm: ImageDataModule) -> Splits:
         folder = idx.locate(name, idx.search_roots(name, dm.root))
-        return {split: idx.load_idx_split(name, folder, split) for split in ("train", "test")}
+        return idx.load_idx_splits(name, folder)
 
     return load
 

@@ -1,8 +1,11 @@
-class DatasetNotFoundError(FileNotFoundError):
+from waebench.errors import UserError
+
+
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """A dataset's files are missing; the message lists what is expected where."""
 
 
-class CorruptFileError(ValueError):
+class CorruptFileError(UserError, ValueError):
     """A dataset file exists but cannot be read; the message names it and the fix."""
 
     @classmethod
@@ -12,5 +15,5 @@ class CorruptFileError(ValueError):
         )
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """`dataset.download=true` could not fetch the files; nothing was written."""

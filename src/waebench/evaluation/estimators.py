@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 
 from waebench.evaluation.fid import to_uint8
 from waebench.model import load_model
+from waebench.run.record import CheckpointNotFoundError
 
 CHECKPOINTS = ("last", "best")  # the choices of the typed settings (`EvalSettings`)
 RECONSTRUCTIONS = ("mean", "sample")
@@ -55,10 +56,11 @@ def problems(cfg) -> list[str]:
 
 
 def best_checkpoint(run_dir: str | Path) -> Path:
-    """checkpoints/best.ckpt of a run; FileNotFoundError naming `eval.checkpoint` without it."""
+    """checkpoints/best.ckpt of a run; CheckpointNotFoundError (a FileNotFoundError) naming
+    `eval.checkpoint` without it."""
     path = Path(run_dir) / "checkpoints" / BEST
     if not path.is_file():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"eval.checkpoint=best: {path} does not exist (the run wrote no best checkpoint: "
             f"no validation, or callbacks.best_checkpoint off); valid values: last, best; "
             f"score the final weights with eval.checkpoint=last"

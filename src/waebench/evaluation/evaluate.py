@@ -25,6 +25,7 @@ import torch
 
 from waebench import samplers
 from waebench.evaluation import classifier, estimators, figures
+from waebench.evaluation.collapse import collapse_findings
 from waebench.evaluation.fid import (
     INCEPTION,
     FeatureSpace,
@@ -36,7 +37,7 @@ from waebench.evaluation.fid import (
 )
 from waebench.evaluation.metrics import latent_mmd_entries, mean_kl, reconstruction_errors
 from waebench.evaluation.settings import EvalSettings, FeatureSpaceSettings
-from waebench.run.record import write_metrics
+from waebench.run.record import Evaluation, write_metrics
 from waebench.samplers import PriorSampler
 
 log = logging.getLogger(__name__)
@@ -319,9 +320,10 @@ def evaluate_into_metrics(
     checkpoint: str | None = None,
 ) -> dict:
     """Evaluate and write `metrics.json` in `metrics["run_dir"]` with `eval` (and
-    `eval_notes`) added. `checkpoint` names the weights `model` holds (e.g. loaded from a
-    file); None: the trained model, scored as `eval.checkpoint` says (`best`: the run's
-    best checkpoint). A failure is recorded as `eval_error`, with the command that
+    `eval_notes`), `collapse` (`waebench.evaluation.collapse`) and `evaluation: completed`
+    added. `checkpoint` names the weights `model` holds (e.g. loaded from a file); None: the
+    trained model, scored as `eval.checkpoint` says (`best`: the run's best checkpoint). A
+    failure is recorded as `eval_error` and `evaluation: failed`, with the command that
     re-runs the evaluation alone; the training results (and an earlier `eval`) stay.
     Samplers this model cannot run raise ValueError before anything is written (training
     refuses them before it starts: `config_check`)."""
@@ -332,7 +334,11 @@ def evaluate_into_metrics(
             model, checkpoint = estimators.weights_to_score(model, run_dir, settings.checkpoint)
         scored = replace(settings, checkpoint=checkpoint)  # what the entries record
         results, notes = evaluate(model, datamodule, scored, run_dir, loggers)
+        collapse = collapse_findings(
+            model, datamodule, settings.split, settings.batch_size, settings.seed
+        )
     except Exception as error:
+        metrics["evaluation"] = Evaluation.FAILED
         metrics["eval_error"] = f"{type(error).__name__}: {error}"
         log.error(
             "Evaluation failed: %s\nThe training results and checkpoints in %s are saved. "
@@ -342,9 +348,11 @@ def evaluate_into_metrics(
     else:
         metrics.pop("eval_error", None)
         metrics.pop("eval_notes", None)
-        metrics["eval"] = results
+        metrics.update(evaluation=Evaluation.COMPLETED, eval=results, collapse=collapse)
         if notes:
             metrics["eval_notes"] = notes
+        for finding in collapse:
+            log.warning("Collapsed? %s", finding)
     write_metrics(run_dir, metrics)
     return metrics
 

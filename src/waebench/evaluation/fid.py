@@ -25,13 +25,15 @@ import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
+from waebench import bundle
+from waebench.errors import UserError
 from waebench.evaluation.cache import file_lock
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_WEIGHTS_ENV = "WAEBENCH_INCEPTION_WEIGHTS"
 
 
-class InceptionWeightsError(RuntimeError):
+class InceptionWeightsError(UserError, RuntimeError):
     """The FID Inception weights are neither given nor downloadable."""
 
 
@@ -63,13 +65,15 @@ class UInt8Images(Dataset):
 
 def inception_weights_path(configured: str | None = None) -> Path | None:
     """The Inception weights file found locally: `configured`, else
-    $WAEBENCH_INCEPTION_WEIGHTS, else torch-fidelity's own download in the torch hub
-    cache; None when there is none. A named file that does not exist, or a file that is
+    $WAEBENCH_INCEPTION_WEIGHTS, else the offline bundle's ($WAEBENCH_BUNDLE), else
+    torch-fidelity's own download in the torch hub cache; None when there is none. A named file that does not exist, or a file that is
     not a readable state dict, is an error."""
     if configured:
         source, value = "eval.inception.weights", configured
     elif os.environ.get(INCEPTION_WEIGHTS_ENV):
         source, value = INCEPTION_WEIGHTS_ENV, os.environ[INCEPTION_WEIGHTS_ENV]
+    elif bundle.inception_weights():
+        source, value = bundle.BUNDLE_ENV, bundle.inception_weights()
     else:
         source, value = "torch-fidelity's download", hub_weights_path()
         if not value.is_file():

@@ -27,6 +27,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from waebench.config_check import BOOLEAN, Choice, Range, Text, at_least, shown
+from waebench.errors import UserError
 from waebench.evaluation.estimators import CHECKPOINTS, INTERPOLATIONS, RECONSTRUCTIONS
 
 SWITCH = (True, False, "auto")
@@ -198,7 +199,7 @@ class EvalSettings:
         return shlex.join(["waebench-eval", f'ckpt_path="{run_dir}"', *self.overrides()])
 
 
-class EvalSettingsError(ValueError):
+class EvalSettingsError(UserError, ValueError):
     """Bad `eval` settings; `problems` lists each one with its key and what is allowed."""
 
     def __init__(self, problems: list[str]) -> None:

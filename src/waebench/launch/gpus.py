@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from waebench.errors import UserError
 from waebench.run.record import write_json
 
 log = logging.getLogger(__name__)
@@ -44,19 +45,23 @@ def visible_gpus(devices: Sequence[int | str] | None = None) -> list[str]:
     return listing.stdout.split() if listing.returncode == 0 else []
 
 
+class NoGpuError(UserError, ValueError):
+    """`launcher=gpus` has no GPU to run on, or a bad number of jobs per GPU."""
+
+
 class DevicePool:
     """Each device `jobs_per_gpu` times; `take()` blocks until a slot is free. Slots are
     handed out round-robin, so the first jobs land on different devices."""
 
     def __init__(self, devices: Sequence[str], jobs_per_gpu: int = 1) -> None:
         if not devices:
-            raise ValueError(
+            raise NoGpuError(
                 "launcher=gpus found no GPU (CUDA_VISIBLE_DEVICES is empty or nvidia-smi lists "
                 "none). Name the devices with hydra.launcher.devices=[0,1], or run the jobs one "
                 "after another with launcher=local."
             )
         if jobs_per_gpu < 1:
-            raise ValueError(f"hydra.launcher.jobs_per_gpu={jobs_per_gpu} must be >= 1")
+            raise NoGpuError(f"hydra.launcher.jobs_per_gpu={jobs_per_gpu} must be >= 1")
         self.size = len(devices) * jobs_per_gpu
         self._free: queue.Queue[str] = queue.Queue()
         for _ in range(jobs_per_gpu):

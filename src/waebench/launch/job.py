@@ -2,10 +2,14 @@
 
 - Its run folder is named after its overrides (`job_dirname`), so re-launching the same sweep
   maps every job to the folder it had before.
-- A job whose `metrics.json` says `completed` is skipped (by `train()`); any other job resumes
-  from its newest readable checkpoint (`ckpt_path=auto`).
-- An exception is recorded in the job's `metrics.json` (status, error, traceback) and the
-  sweep goes on with the next job; the wandb run is finished either way.
+- A job whose `metrics.json` says `completed` is skipped (by `train()`; its evaluation is
+  finished when pending or failed); any other job resumes from its newest readable checkpoint
+  (`ckpt_path=auto`).
+- A job refused before its run starts (a bad config value, its folder in use or holding
+  another run) writes nothing in its folder: the sweep folder records it in
+  `not_started/<job folder name>.json`, with its overrides and the error.
+- An exception once the run started is recorded in the job's `metrics.json` (status, error,
+  traceback); the sweep goes on with the next job, and the wandb run is finished either way.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +27,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from waebench.run.record import NOT_JOB_KEYS, RunFolderBusy, check_same_job, record_failure
+from waebench.errors import UserError
+from waebench.run.record import NOT_JOB_KEYS, config_stamp, record_failure, record_not_started
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +88,12 @@ def ddp_children_rerun_this_job(run_dir: Path, ckpt_path: str | None) -> Iterato
 
 def run_sweep_job(train: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
     """Run one job of a multirun: skip it when completed, resume it when started, and record
-    an exception instead of raising it (so the launcher goes on with the other jobs). A folder
-    that holds a run of another configuration is left untouched: that raises."""
+    an exception instead of raising it (so the launcher goes on with the other jobs): in the
+    sweep's `not_started/` when the job never started its run (its folder is left as it was,
+    its log included), else in its run's record."""
     run_dir = Path(cfg.paths.output_dir)
-    check_same_job(run_dir, cfg)
+    overrides = [str(o) for o in HydraConfig.get().overrides.task]
+    before = config_stamp(run_dir)
     try:
         with open_dict(cfg):
             if cfg.get("ckpt_path") is None:
@@ -96,10 +104,15 @@ def run_sweep_job(train: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig
                 cfg.logger.wandb.name = cfg.logger.wandb.name or run_dir.name
         with ddp_children_rerun_this_job(run_dir, cfg.ckpt_path):
             return train(cfg)
-    except RunFolderBusy as error:  # another process owns the folder: leave it alone
-        log.error("Job in %s not run: %s", run_dir, error)
-        return {"status": "failed", "run_dir": str(run_dir), "error": str(error)}
     except Exception as error:
-        log.exception("Job in %s failed; recorded in its metrics.json, the sweep goes on", run_dir)
+        if config_stamp(run_dir) == before:  # never started: nothing goes into its folder
+            if not isinstance(error, UserError):
+                traceback.print_exc()
+            print(f"Job {run_dir} not started: {error}", file=sys.stderr, flush=True)
+            return record_not_started(run_dir, error, overrides)
+        if isinstance(error, UserError):  # the message names the cause and the fix
+            log.error("Job in %s failed: %s", run_dir, error)
+        else:
+            log.exception("Job in %s failed; recorded, the sweep goes on", run_dir)
         finish_wandb_run()
         return record_failure(run_dir, error)

@@ -5,6 +5,7 @@ number (`EvalSettings.numbers_settings`), and every metric computed the same way
 
 from __future__ import annotations
 
+from waebench.errors import UserError
 from waebench.evaluation.definitions import definition_of
 from waebench.reporting.runs import Run
 from waebench.run.record import flatten
@@ -12,7 +13,7 @@ from waebench.run.record import flatten
 DATASET_KEYS = ("dataset.name", "dataset.image_size", "dataset.channels", "dataset.value_range")
 
 
-class MixedRunsError(ValueError):
+class MixedRunsError(UserError, ValueError):
     """Runs that cannot share a page (another dataset, image size or evaluation setting)."""
 
 

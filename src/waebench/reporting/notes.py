@@ -14,13 +14,14 @@ from pathlib import Path
 
 import yaml
 
+from waebench.errors import UserError
 from waebench.reporting.table import Table
 
 # Column names of notes written before the metric keys were used (the page's loss table).
 OLD_COLUMNS = {"test.rec": "rec/test", "test.penalty": "test/penalty"}
 
 
-class NotesError(ValueError):
+class NotesError(UserError, ValueError):
     """A notes file that does not fit its page; the message names the entry and the fix."""
 
 

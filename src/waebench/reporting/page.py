@@ -24,7 +24,8 @@ from waebench.reporting.findings import findings, seed_line
 from waebench.reporting.layout import ShownTable, metric_tables, number, seeds_of
 from waebench.reporting.notes import Notes, load_notes
 from waebench.reporting.render import (
-    failure_lines,
+    attention_lines,
+    failure_rows,
     markdown_rows,
     markdown_table,
     write_csv,
@@ -198,6 +199,7 @@ def page_markdown(
     command: str,
     started: float,
     notes: Notes,
+    not_started: list[dict] = (),
 ) -> str:
     rows = table.rows
     completed = sum(r.status == "completed" for r in runs)
@@ -225,7 +227,13 @@ def page_markdown(
         "prior, by more than the spread between seeds."
     ]
     out += figure_sections(rows, out_dir, settings)
-    out += ["", "## Failed and unfinished runs", "", *failure_lines(runs)]
+    out += ["", "## Failed and unfinished runs", ""]
+    failed = failure_rows(runs, not_started)
+    columns = ["run", "model", "seed", "status", "why", "overrides"]
+    lines = [[Path(row["run"]).name] + [row[c] for c in columns[1:]] for row in failed]
+    out += markdown_rows(columns, lines) if failed else ["All runs completed."]
+    attention = attention_lines(runs, [table])
+    out += [""] + attention if attention else []
     out += ["", "## How these numbers were made", ""]
     window = provenance.span(runs)
     page_seconds = time.time() - started
@@ -285,10 +293,12 @@ def write_page(
     settings: comparison.FigureSettings | None = None,
     command: str = "",
     notes_path: str | Path | None = None,
+    not_started: list[dict] = (),
 ) -> Path:
     """Write README.md, index.html, the figures and the tables' LaTeX and CSV for `runs`
     (one dataset) into `out_dir`, with the remarks of the `notes_path` file next to their
-    numbers; returns index.html's path."""
+    numbers, and the sweep jobs that never started listed with the failed runs; returns
+    index.html's path."""
     started = time.time()
     settings = settings or comparison.FigureSettings()
     check_comparable(runs)
@@ -296,6 +306,6 @@ def write_page(
     notes = load_notes(notes_path, table) if notes_path else Notes()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = page_markdown(runs, table, out_dir, settings, command, started, notes)
+    text = page_markdown(runs, table, out_dir, settings, command, started, notes, not_started)
     (out_dir / "README.md").write_text(text)
     return write_html(text, f"waebench: {dataset_title(table.dataset)}", out_dir / "index.html")

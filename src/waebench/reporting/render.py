@@ -9,6 +9,8 @@ from pathlib import Path
 
 from waebench.reporting.layout import Shown, ShownTable
 from waebench.reporting.runs import Run
+from waebench.reporting.table import Table
+from waebench.run.record import Status
 
 
 def cell_text(cell: Shown) -> str:
@@ -154,21 +156,69 @@ def csv_value(cell: Shown, part: str) -> str:
     return "; ".join(f"{value} ({mark})" for mark, value in cell.published)
 
 
-def failure_lines(runs: list[Run]) -> list[str]:
-    """The runs whose training or evaluation did not complete, with why and, for a missing
-    evaluation, the command that fills it."""
-    odd = [r for r in runs if r.status != "completed" or r.evaluation_missing]
-    if not odd:
-        return ["All runs completed."]
-    lines = []
-    for r in odd:
-        if r.status != "completed":
-            what, why = r.status, (r.error.splitlines() or [""])[0][:300]
+def one_line(text: str, limit: int = 300) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+def failure_rows(runs: list[Run], not_started: list[dict] = ()) -> list[dict[str, str]]:
+    """What a table of these runs lacks, one row each: the runs that did not complete (with
+    their overrides), the completed runs whose evaluation did not (with the command that fills
+    it, carrying the run's eval settings), and the sweep jobs that never started
+    (`waebench.run.record.not_started_jobs`)."""
+    rows = []
+    for run in runs:
+        overrides = " ".join(run.overrides or [])
+        if run.status != Status.COMPLETED:
+            status, why = run.status, one_line(run.error)
+        elif run.evaluation_missing:
+            status = f"completed, evaluation {run.evaluation}"
+            why = one_line((run.metrics or {}).get("eval_error", ""), 200)
+            why += f"{'; ' if why else ''}fill it with: `{run.eval_command}`"
+            overrides = ""  # in the command
         else:
-            what = f"evaluation {r.evaluation}"
-            error = str((r.metrics or {}).get("eval_error", ""))
-            why = ((error.splitlines() or [""])[0][:200] + "; " if error else "") + (
-                f"fill it: `{r.eval_command}`"
-            )
-        lines.append([str(r.run_dir), r.dataset, r.model, str(r.seed), what, why])
-    return markdown_rows(["run", "dataset", "model", "seed", "status", "why"], lines)
+            continue
+        row = dict(run=str(run.run_dir), dataset=run.dataset, model=run.model, seed=str(run.seed))
+        rows.append(row | dict(status=status, why=why, overrides=overrides))
+    for job in not_started:
+        row = dict(run=job["run_dir"], dataset="", model="", seed="")
+        rows.append(
+            row | dict(status="failed, never started", why=one_line(job["error"]),
+                       overrides=" ".join(job["overrides"]))
+        )  # fmt: skip
+    return rows
+
+
+def attention_lines(runs: list[Run], tables: list[Table]) -> list[str]:
+    """The completed runs a reader must know about: those that look collapsed (their
+    `collapse` findings), and those not counted because another run has their config and
+    seed."""
+    lines = [
+        f"- Collapsed? {run.run_dir}: {finding}"
+        for run in runs
+        for finding in (run.metrics or {}).get("collapse") or []
+    ]
+    for row in (r for table in tables for r in table.rows):
+        counted = {repr(r.seed): r for r in row.counted}
+        for run in row.completed:
+            if run not in row.counted:
+                lines.append(
+                    f"- Not counted: {run.run_dir} has the config and seed ({run.seed}) of "
+                    f"{counted[repr(run.seed)].run_dir}, counted once"
+                )
+    return lines
+
+
+def failure_lines(
+    runs: list[Run], not_started: list[dict] = (), tables: list[Table] = ()
+) -> list[str]:
+    """The failed and unfinished runs and the jobs that never started as a Markdown table
+    (`failure_rows`), then the runs a reader must know about (`attention_lines`)."""
+    rows = failure_rows(runs, not_started)
+    columns = ["run", "dataset", "model", "seed", "status", "why", "overrides"]
+    lines = (
+        markdown_rows(columns, [[row[c] for c in columns] for row in rows])
+        if rows
+        else ["All runs completed."]
+    )
+    extra = attention_lines(runs, tables)
+    return lines + ([""] + extra if extra else [])

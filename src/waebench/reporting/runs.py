@@ -136,11 +136,9 @@ class Run:
 
     @property
     def collapsed(self) -> str:
-        """Why the record flags the model as collapsed (`collapsed`), or ''."""
-        flag = (self.metrics or {}).get("collapsed")
-        if isinstance(flag, dict):
-            return str(flag.get("reason") or flag.get("why") or "collapsed")
-        return str(flag) if isinstance(flag, str) else ("collapsed" if flag else "")
+        """Why the evaluation flags the model as collapsed (its `collapse` findings:
+        `waebench.evaluation.collapse`), or ''."""
+        return "; ".join(map(str, (self.metrics or {}).get("collapse") or []))
 
     @property
     def uses_prior(self) -> bool | None:

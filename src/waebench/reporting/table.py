@@ -18,7 +18,7 @@ from typing import Any
 from waebench.evaluation.definitions import MetricDefinition, definition_of, ordering
 from waebench.papers import PUBLISHED, PublishedValue
 from waebench.reporting.runs import Run
-from waebench.run.record import NOT_MODEL_KEYS, Status, flatten
+from waebench.run.record import NOT_MODEL_KEYS, Evaluation, Status, flatten
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,15 @@ class Row:
         return [r for r in self.runs if r.status == Status.COMPLETED]
 
     @property
+    def counted(self) -> list[Run]:
+        """The completed runs the cells hold, one per seed: runs of one config and seed are
+        one seed, not n=2 (the newest whose evaluation completed, else the newest)."""
+        per_seed = {}
+        for run in sorted(self.completed, key=lambda r: (evaluated(r), r.ended or 0)):
+            per_seed[repr(run.seed)] = run
+        return list(per_seed.values())
+
+    @property
     def label(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in self.settings.items())
         return f"{self.model} ({shown})" if shown else self.model
@@ -85,6 +94,10 @@ class Table:
     rows: list[Row]
     columns: list[Column]  # every column some row has a value in, in table order
     published: list[PublishedValue] = field(default_factory=list)
+
+
+def evaluated(run: Run) -> bool:
+    return (run.metrics or {}).get("evaluation") == Evaluation.COMPLETED
 
 
 def run_entries(run: Run) -> dict[Column, float]:
@@ -136,7 +149,7 @@ def build_tables(runs: list[Run]) -> list[Table]:
         for (model, identity), members in sorted(groups.items(), key=lambda g: g[0]):
             varying = varying_keys(identity, [ident for (m, ident) in groups if m == model])
             row = Row(model, key_settings(varying, members[0]), runs=members)
-            for run in row.completed:
+            for run in row.counted:
                 for column, value in run_entries(run).items():
                     row.cells.setdefault(column, Cell()).values.append(value)
             rows.append(row)

@@ -1,28 +1,44 @@
-"""The run folder: its layout, its record (`metrics.json`), its lock, and reading it back.
+"""The run folder: its layout, its record (`metrics.json`), its lock, and reading it back;
+and the sweep folder's record of the jobs that never started.
 
 Every writer and reader of a run folder goes through this module:
 
     <run folder>/
       config.yaml        the resolved config; a later attempt with another config is refused
+      .hydra/            Hydra's record of the launch (config, hydra.yaml, overrides.yaml),
+                         written with config.yaml once the run starts
       metrics.json       the record (schema below), written atomically
       run.lock           held by the training process ("pid <pid> on host <host>")
-      checkpoints/       last.ckpt (for resuming), best.ckpt
+      checkpoints/       last.ckpt (for resuming), best.ckpt, each written atomically
       train.log, csv/metrics.csv, samples.png, reconstructions.png, figures/ ...
 
-`metrics.json`: `status` (a `Status`), `run_dir` (absolute), `waebench_version`, `epochs`, `global_step`,
-`train`/`val`/`test` ({term: epoch mean}), `checkpoints`; `error` and `traceback` when it did
-not complete; `eval`, `eval_notes` or `eval_error` after the evaluation. A completed record is
-never overwritten by a later attempt, and a failed attempt keeps the progress of an earlier one
-that got further.
+    <sweep folder>/
+      <job folder>/ ...  one run folder per job that started
+      not_started/<job folder name>.json
+                         a job that never started (refused before it wrote anything: a bad
+                         config value, its folder in use or holding another run; or its
+                         process died first): `status: failed`, `started: false`, `run_dir`,
+                         `overrides`, `error`, `traceback`. Removed when the job starts.
+
+`metrics.json`: `status` (a `Status`), `run_dir` (absolute), `waebench_version`, `epochs`,
+`global_step`, `train`/`val`/`test` ({term: epoch mean}), `checkpoints`; `error` and `traceback`
+when it did not complete; once the training completed, `evaluation` (an `Evaluation`: pending,
+failed, completed) with `eval`, `eval_notes` and `collapse` (what looks collapsed, a list of
+sentences; empty when nothing does) when completed, `eval_error` when failed. A completed record
+is never overwritten by a later attempt (a later failure marks its evaluation failed, at most),
+and a failed attempt keeps the progress of an earlier one that got further. Records written
+before `evaluation` existed read as: `eval` -> completed, `eval_error` -> failed, else pending.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
 import math
 import os
+import shlex
 import socket
 import tempfile
 import traceback
@@ -33,11 +49,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+
+from waebench.errors import UserError
 
 log = logging.getLogger(__name__)
 
 CONFIG, METRICS, LOCK, CHECKPOINTS = "config.yaml", "metrics.json", "run.lock", "checkpoints"
+HYDRA, NOT_STARTED = ".hydra", "not_started"
 
 
 class Status(StrEnum):
@@ -51,6 +71,15 @@ class Status(StrEnum):
     PRUNED = "pruned"  # stopped early by a hyper-parameter search
     UNFINISHED = "unfinished"
     UNREADABLE = "unreadable"
+
+
+class Evaluation(StrEnum):
+    """`metrics.json`'s `evaluation`, once the training completed: `pending` until the
+    evaluation ends (also when `eval.enabled=false` skipped it, or a kill stopped it)."""
+
+    PENDING = "pending"
+    FAILED = "failed"
+    COMPLETED = "completed"
 
 
 # The identity of a job. Config keys (and override groups) that do not change what a job
@@ -119,7 +148,7 @@ def write_json(path: str | Path, data: Any) -> None:
 # ---- the lock ------------------------------------------------------------------------------
 
 
-class RunFolderBusy(RuntimeError):
+class RunFolderBusy(UserError, RuntimeError):
     """Another process holds the run folder's lock."""
 
 
@@ -200,6 +229,10 @@ def read_config(run_dir: str | Path) -> dict[str, Any] | None:
     return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else None
 
 
+class FolderHoldsAnotherJob(UserError, ValueError):
+    """The run folder holds a run of another configuration."""
+
+
 def check_same_job(run_dir: str | Path, cfg: DictConfig) -> None:
     """Refuse a folder that holds a run of another configuration, naming the differing keys."""
     saved = read_config(run_dir)
@@ -207,7 +240,7 @@ def check_same_job(run_dir: str | Path, cfg: DictConfig) -> None:
         return
     differences = config_differences(saved, OmegaConf.to_container(cfg, resolve=True))
     if differences:
-        raise ValueError(
+        raise FolderHoldsAnotherJob(
             f"{run_dir} already holds a run of another configuration (differs in: "
             f"{', '.join(differences[:8])}). Re-launch with the original settings, or give "
             "this run a new folder (hydra.run.dir=<folder>, or hydra.sweep.dir=<folder> for a "
@@ -216,8 +249,46 @@ def check_same_job(run_dir: str | Path, cfg: DictConfig) -> None:
 
 
 def write_config(run_dir: str | Path, cfg: DictConfig) -> None:
-    with atomic_path(Path(run_dir) / CONFIG) as tmp:
+    """The run starts: `config.yaml` (resolved) and, when Hydra launched it, Hydra's record of
+    the launch in `.hydra/` (the config as composed, `hydra.yaml`, `overrides.yaml`). Hydra
+    does not write `.hydra/` itself (`hydra.output_subdir: null`), so that a launch refused
+    before this point leaves the folder as it was. A sweep job's record of never having
+    started goes."""
+    run_dir = Path(run_dir)
+    with atomic_path(run_dir / CONFIG) as tmp:
         OmegaConf.save(cfg, tmp, resolve=True)
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.instance().cfg  # {"hydra": ...}
+        launch = {"config.yaml": cfg, "hydra.yaml": hydra_cfg}
+        launch["overrides.yaml"] = hydra_cfg.hydra.overrides.task
+        for name, node in launch.items():
+            with atomic_path(run_dir / HYDRA / name) as tmp:
+                tmp.write_text(OmegaConf.to_yaml(node))
+    not_started_path(run_dir).unlink(missing_ok=True)
+
+
+def config_stamp(run_dir: str | Path) -> tuple[int, int] | None:
+    """(inode, mtime) of the run folder's `config.yaml`, None without one. `write_config`
+    replaces the file, so a launch after which the stamp is unchanged never started its run:
+    it was refused (or failed) before writing anything."""
+    try:
+        stat = (Path(run_dir) / CONFIG).stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def launch_overrides(run_dir: str | Path) -> list[str] | None:
+    """The command-line overrides the run was launched with (`.hydra/overrides.yaml`), or None."""
+    path = Path(run_dir) / HYDRA / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(path)] if path.is_file() else None
+
+
+def remove_if_empty(run_dir: str | Path) -> None:
+    """Remove the run folder when it holds nothing: the folder Hydra made for a launch that
+    was then refused."""
+    with contextlib.suppress(OSError):  # not empty, or not there
+        Path(run_dir).rmdir()
 
 
 # ---- the record ----------------------------------------------------------------------------
@@ -225,7 +296,8 @@ def write_config(run_dir: str | Path, cfg: DictConfig) -> None:
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
     """The record, None without one; an unreadable one is `{"status": "unreadable", "error"}`
-    naming the file (a report lists it and goes on)."""
+    naming the file (a report lists it and goes on). A completed record from before
+    `evaluation` existed gets it (see the module's docstring)."""
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return None
@@ -240,6 +312,14 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
             "error": f"{path} is unreadable ({type(error).__name__}: {error}); delete it to "
             "re-run the job, or restore it from a backup",
         }
+    if metrics.get("status") == Status.COMPLETED and "evaluation" not in metrics:
+        metrics["evaluation"] = (
+            Evaluation.COMPLETED
+            if "eval" in metrics
+            else Evaluation.FAILED
+            if "eval_error" in metrics
+            else Evaluation.PENDING
+        )
     return metrics
 
 
@@ -267,11 +347,18 @@ def record_failure(
 ) -> dict[str, Any]:
     """Mark the run as failed in its record and return the record. With `keep_earlier`, a
     `diverged` or `failed` status stays, and so does the error the attempt wrote; without
-    (a launcher that knows better, e.g. the job was cancelled), the new error replaces it."""
+    (a launcher that knows better, e.g. the job was cancelled), the new error replaces it.
+    A completed training stays completed: an evaluation it had not finished is marked failed
+    with the error instead."""
     earlier = read_metrics(run_dir)
     metrics = {} if not earlier or earlier["status"] == Status.UNREADABLE else earlier
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    if metrics.get("status") == Status.COMPLETED:
+        if metrics.get("evaluation") != Evaluation.COMPLETED:
+            metrics.update(evaluation=Evaluation.FAILED, eval_error=message)
+            write_metrics(run_dir, metrics)
+        return metrics
     if not keep_earlier or metrics.get("status") not in (Status.FAILED, Status.DIVERGED):
-        message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         metrics.update(status=Status.FAILED, error=message)
     metrics.setdefault("run_dir", str(Path(run_dir).resolve()))
     if isinstance(error, BaseException):
@@ -280,7 +367,95 @@ def record_failure(
     return metrics
 
 
+# ---- the jobs of a sweep that never started --------------------------------------------------
+
+
+def not_started_path(run_dir: str | Path) -> Path:
+    """Where the sweep records that the job of `run_dir` never started."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / NOT_STARTED / f"{run_dir.name}.json"
+
+
+def record_not_started(
+    run_dir: str | Path, error: BaseException | str, overrides: list[str] | None
+) -> dict[str, Any]:
+    """Record in the sweep folder that the job of `run_dir` never started, with its overrides
+    and the error; its run folder is removed if it is empty (Hydra made it for the job)."""
+    record: dict[str, Any] = {
+        "status": Status.FAILED,
+        "started": False,
+        "run_dir": str(Path(run_dir).resolve()),
+        "overrides": list(overrides or []),
+        "error": error if isinstance(error, str) else f"{type(error).__name__}: {error}",
+    }
+    if isinstance(error, BaseException):
+        record["traceback"] = "".join(traceback.format_exception(error))
+    write_json(not_started_path(run_dir), record)
+    remove_if_empty(run_dir)
+    return record
+
+
+def record_job_failure(
+    run_dir: str | Path,
+    error: BaseException | str,
+    overrides: list[str] | None = None,
+    keep_earlier: bool = True,
+) -> dict[str, Any]:
+    """A sweep job's failure, where the sweep summary and the report find it: in its run's
+    record (`record_failure`) when the run started (its folder holds `config.yaml`), else in
+    the sweep's record of the jobs that never started."""
+    if not (Path(run_dir) / CONFIG).is_file():
+        return record_not_started(run_dir, error, overrides)
+    return record_failure(run_dir, error, keep_earlier)
+
+
+def job_record(run_dir: str | Path) -> dict[str, Any] | None:
+    """What became of a sweep job: its run's record, else the sweep's record that it never
+    started, else None (still running, or killed)."""
+    metrics = read_metrics(run_dir)
+    if metrics is not None or not (path := not_started_path(run_dir)).is_file():
+        return metrics
+    return json.loads(path.read_text())
+
+
+def not_started_jobs(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """The records of the sweep jobs under `paths` that never started, sorted by their
+    folders."""
+    found = {}
+    for path in map(Path, paths):
+        for entry in path.rglob(f"{NOT_STARTED}/*.json"):
+            run_dir = (entry.parent.parent / entry.stem).resolve()  # where the sweep is now
+            found[run_dir] = {**json.loads(entry.read_text()), "run_dir": str(run_dir)}
+    return [found[k] for k in sorted(found)]
+
+
+def evaluation_command(run_dir: str | Path) -> str:
+    """The command that finishes a run's evaluation with the run's own settings: the
+    `waebench-train` overrides it was launched with, `eval.enabled=true`, into its folder (a
+    completed training is not run again, only evaluated). Without recorded overrides,
+    `waebench-eval ckpt_path=<run>` (with waebench-eval's default settings)."""
+    run_dir = Path(run_dir).resolve()
+    overrides = launch_overrides(run_dir)
+    if overrides is None:
+        return shlex.join(["waebench-eval", f"ckpt_path={run_dir}"])
+    kept = [
+        o
+        for o in overrides
+        if o.split("=", 1)[0].lstrip("+~") not in ("eval.enabled", "ckpt_path", "hydra.run.dir")
+    ]
+    folder = f'hydra.run.dir="{run_dir}"'  # quoted: a sweep job's folder name holds = and ,
+    return shlex.join(["waebench-train", *kept, "eval.enabled=true", folder])
+
+
 # ---- checkpoints ---------------------------------------------------------------------------
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file that was given cannot be read."""
+
+
+class CheckpointNotFoundError(UserError, FileNotFoundError):
+    """A checkpoint file (or the run folder holding it) that was given does not exist."""
 
 
 def checkpoint_problem(path: str | Path) -> str | None:
@@ -294,6 +469,19 @@ def checkpoint_problem(path: str | Path) -> str | None:
     return f"member {bad} is corrupt" if bad else None
 
 
+def check_checkpoint(path: str | Path, given: str, fix: str) -> None:
+    """Refuse a checkpoint file that does not exist or cannot be read, naming it as it was
+    `given` (e.g. `ckpt_path=...`) and the `fix`."""
+    if not Path(path).is_file():
+        raise CheckpointNotFoundError(f"{given} does not exist. {fix}")
+    problem = checkpoint_problem(path)
+    if problem:
+        raise CheckpointError(
+            f"{given} is not a readable checkpoint ({problem}): it is truncated (a copy or a "
+            f"write that did not finish) or not a checkpoint. {fix}"
+        )
+
+
 def checkpoints(run_dir: str | Path) -> list[Path]:
     """The run's checkpoints: `last.ckpt` (the one made for resuming) first, the others
     newest first."""
@@ -302,10 +490,21 @@ def checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: (p.name != "last.ckpt", -p.stat().st_mtime))
 
 
+def newest_readable_checkpoint(run_dir: str | Path) -> Path | None:
+    """The run's `last.ckpt`, else its newest readable checkpoint (e.g. `best.ckpt`); each
+    one skipped (truncated, garbage) is named in a warning. None when none is readable."""
+    for path in checkpoints(run_dir):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        log.warning("skipping %s, not a readable checkpoint (%s)", path, problem)
+    return None
+
+
 def remove_temporaries(run_dir: str | Path) -> None:
     """Remove the temporary files of writes that a killed process left half done (call it
     holding the run's lock: nobody else writes there then)."""
-    for pattern in (".*.tmp", f"{CHECKPOINTS}/.*.tmp"):
+    for pattern in (".*.tmp", f"{CHECKPOINTS}/.*.tmp", f"{HYDRA}/.*.tmp"):
         for path in Path(run_dir).glob(pattern):
             path.unlink(missing_ok=True)
 
@@ -316,26 +515,14 @@ def resume_checkpoint(ckpt_path: str | None, run_dir: str | Path) -> str | None:
     truncated or garbage ones); None starts fresh."""
     if ckpt_path != "auto":
         if ckpt_path:
-            if not Path(ckpt_path).is_file():
-                raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
-            problem = checkpoint_problem(ckpt_path)
-            if problem:
-                raise ValueError(
-                    f"ckpt_path={ckpt_path} is not a readable checkpoint ({problem}): it is "
-                    "truncated (a copy or a write that did not finish) or not a checkpoint. "
-                    "Give another one, or ckpt_path=auto for the run's newest readable one."
-                )
+            fix = "Give another one, or ckpt_path=auto for the run's newest readable one."
+            check_checkpoint(ckpt_path, f"ckpt_path={ckpt_path}", fix)
         return ckpt_path
-    found = checkpoints(run_dir)
-    for path in found:
-        problem = checkpoint_problem(path)
-        if problem is None:
-            log.info(
-                "Resuming from %s (ckpt_path=auto: using its newest readable checkpoint)", path
-            )
-            return str(path)
-        log.warning("ckpt_path=auto: skipping %s, not a readable checkpoint (%s)", path, problem)
-    if found:
+    found = newest_readable_checkpoint(run_dir)
+    if found is not None:
+        log.info("Resuming from %s (ckpt_path=auto: using its newest readable checkpoint)", found)
+        return str(found)
+    if checkpoints(run_dir):
         log.warning("ckpt_path=auto: no readable checkpoint in %s, starting fresh", run_dir)
     else:
         log.info(
@@ -352,13 +539,13 @@ def run_dir_of(path: str | Path) -> Path:
     the `checkpoints/` folder of a checkpoint file."""
     path = Path(path).expanduser().resolve()
     if not path.exists():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"{path} does not exist; give a run folder of waebench-train "
             "(outputs/train/runs/<time>) or a checkpoint in its checkpoints/ folder"
         )
     run_dir = path if path.is_dir() else path.parent.parent
     if not (run_dir / CONFIG).is_file():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"{path} is not a run folder nor a checkpoint in one: no {CONFIG} in {run_dir}; "
             "give a run folder of waebench-train or a checkpoint in its checkpoints/ folder"
         )

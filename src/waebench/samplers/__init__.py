@@ -62,11 +62,16 @@ def resolve(names: Sequence[str], uses_prior: bool) -> list[str]:
 
 def problems(names: Any, uses_prior: bool | None, regularizer: str = "") -> list[str]:
     """What is wrong with `eval.samplers=names` (for a model whose regularizer `uses_prior`;
-    None: not known yet): not a list, unknown names, `prior` without a prior, `flow` without
-    zuko. One line each, naming the option and the fix (the options of `eval.sampler` are
-    checked against the classes' `options` by `waebench.evaluation.settings`)."""
+    None: not known yet): not a list, empty, unknown names, `prior` without a prior, `flow`
+    without zuko. One line each, naming the option and the fix (the options of `eval.sampler`
+    are checked against the classes' `options` by `waebench.evaluation.settings`)."""
     if isinstance(names, str) or not isinstance(names, Sequence):
         return [f"eval.samplers={names!r}: must be a list of {', '.join(CHOICES)}"]
+    if not names:
+        return [
+            "eval.samplers=[]: no sampler, so no FID of generated samples; list at least one "
+            f"of {', '.join(CHOICES)} (the default: [auto])"
+        ]
     try:
         resolved = resolve(list(names), True if uses_prior is None else uses_prior)
     except ValueError as error:

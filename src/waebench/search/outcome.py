@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from waebench.run.record import Status, read_metrics, write_metrics
+from waebench.run.record import Status, job_record, read_metrics, write_metrics
 
 STAGES = ("train", "val", "test")
 COMPLETED, PRUNED = Status.COMPLETED, Status.PRUNED
@@ -49,7 +49,7 @@ def metric_names(metrics: dict[str, Any]) -> list[str]:
 
 
 def read_outcome(run_dir: Path, objectives: list[str]) -> Outcome:
-    metrics = read_metrics(run_dir)
+    metrics = job_record(run_dir)  # or the sweep's record that it never started
     if metrics is None:
         return Outcome(INTERRUPTED, reason="the job left no metrics.json (killed?)")
     status, error = metrics.get("status"), str(metrics.get("error", "")).splitlines()

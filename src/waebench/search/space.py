@@ -22,10 +22,12 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from waebench.errors import UserError
+
 SCALARS = (bool, int, float, str, type(None))
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(UserError, ValueError):
     pass
 
 

@@ -38,6 +38,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from waebench.errors import UserError
 from waebench.launch.job import job_dirname
 from waebench.search.outcome import (
     COMPLETED,
@@ -63,7 +64,7 @@ HEARTBEAT = "waebench:heartbeat"
 OPEN = (TrialState.RUNNING, TrialState.WAITING)
 
 
-class StorageError(RuntimeError):
+class StorageError(UserError, RuntimeError):
     pass
 
 
