@@ -105,6 +105,7 @@ RANGES: dict[str, Range] = {
     "regularizer.decoder_weight": at_least(0.0, integer=False),
     "regularizer.encoder_std": positive(),
     "regularizer.power_iterations": at_least(1),
+    "regularizer.bandwidth": positive(nullable=True),
     "trainer.max_epochs": at_least(-1, nullable=True),
     "trainer.max_steps": at_least(-1),
     "trainer.log_every_n_steps": at_least(1),
@@ -131,6 +132,13 @@ RANGES: dict[str, Range] = {
 }
 
 
+# Lists: non-empty, each element within the range (null where the config allows it).
+LIST_RANGES: dict[str, Range] = {
+    "model.encoder.hidden": at_least(1),
+    "model.decoder.hidden": at_least(1),
+}
+
+
 def problems(cfg: DictConfig) -> list[str]:
     """`key=value: must be <range>` for every value of `cfg` outside its range."""
     found = []
@@ -138,21 +146,47 @@ def problems(cfg: DictConfig) -> list[str]:
         value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
         if value is not _ABSENT and not valid.accepts(value):
             found.append(f"{key}={value}: must be {valid.describe()}")
+    for key, valid in LIST_RANGES.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+        if value is _ABSENT or value is None:
+            continue
+        items = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else None
+        if not items or not all(valid.accepts(item) for item in items):
+            shown = items if items is not None else value
+            found.append(
+                f"{key}={shown}: must be a non-empty list, each element {valid.describe()} "
+                f"(or null)"
+            )
     return found
+
+
+def regularizer_class(cfg: DictConfig):
+    """The class of the config's regularizer; None in a `waebench-eval` config (none known)."""
+    from hydra.utils import get_class
+
+    target = OmegaConf.select(cfg, "regularizer._target_", default=None)
+    return None if target is None else get_class(target)
+
+
+def latent_dim_problems(cfg: DictConfig) -> list[str]:
+    """`model.latent_dim` that the regularizer cannot compute its penalty for."""
+    regularizer = regularizer_class(cfg)
+    latent_dim = OmegaConf.select(cfg, "model.latent_dim", default=None)
+    if regularizer is None or not isinstance(latent_dim, int):
+        return []
+    problem = regularizer.latent_dim_problem(latent_dim)
+    return [problem] if problem else []
 
 
 def sampler_problems(cfg: DictConfig) -> list[str]:
     """What is wrong with `eval.samplers` for the config's regularizer (none known in a
     `waebench-eval` config: the model's is checked when it is loaded)."""
-    from hydra.utils import get_class
-
     from waebench import samplers
 
     names = OmegaConf.select(cfg, "eval.samplers", default=_ABSENT, throw_on_missing=False)
     if names is _ABSENT:
         return []
-    target = OmegaConf.select(cfg, "regularizer._target_", default=None)
-    regularizer = None if target is None else get_class(target)
+    regularizer = regularizer_class(cfg)
     return samplers.problems(
         OmegaConf.to_object(names) if OmegaConf.is_config(names) else names,
         None if regularizer is None else regularizer.uses_prior,
@@ -161,9 +195,9 @@ def sampler_problems(cfg: DictConfig) -> list[str]:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Raise ConfigValueError naming every value of `cfg` outside its valid range, and every
-    problem of its evaluation samplers."""
-    found = problems(cfg) + sampler_problems(cfg)
+    """Raise ConfigValueError naming every value of `cfg` outside its valid range, a latent
+    size its regularizer cannot compute, and every problem of its evaluation samplers."""
+    found = problems(cfg) + latent_dim_problems(cfg) + sampler_problems(cfg)
     if found:
         lines = "\n".join(f"  {p}" for p in found)
         raise ConfigValueError(f"invalid config value{'s' * (len(found) > 1)}:\n{lines}")
