@@ -79,7 +79,7 @@ RANGES: dict[str, Range] = {
     "dataset.channels": at_least(1),
     "dataset.batch_size": at_least(1),
     "dataset.eval_batch_size": at_least(1),
-    "dataset.val_size": at_least(1),
+    "dataset.val_size": at_least(0),
     "dataset.split_seed": Range(True, 0, 2**63 - 1),
     "dataset.preprocess_workers": at_least(0),
     "dataset.val_fraction": Range(False, 0.0, 1.0, low_open=True, high_open=True),
@@ -160,6 +160,24 @@ def problems(cfg: DictConfig) -> list[str]:
     return found
 
 
+SPLITS = ("train", "val", "test")
+
+
+def real_splits_problems(cfg: DictConfig) -> list[str]:
+    """`eval.fid.real_splits`: null, or distinct names of SPLITS; not both val and test where
+    `dataset.val_size=0` makes the val split the test split."""
+    value = OmegaConf.select(cfg, "eval.fid.real_splits", default=None, throw_on_missing=False)
+    if value is None:
+        return []
+    names = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else None
+    key = f"eval.fid.real_splits={names if names is not None else value}"
+    if not names or len(set(names)) < len(names) or not set(names) <= set(SPLITS):
+        return [f"{key}: must be null or a list of distinct splits from {', '.join(SPLITS)}"]
+    if {"val", "test"} <= set(names) and OmegaConf.select(cfg, "dataset.val_size") == 0:
+        return [f"{key}: with dataset.val_size=0 the val split is the test split; list one"]
+    return []
+
+
 def regularizer_class(cfg: DictConfig):
     """The class of the config's regularizer; None in a `waebench-eval` config (none known)."""
     from hydra.utils import get_class
@@ -196,8 +214,10 @@ def sampler_problems(cfg: DictConfig) -> list[str]:
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigValueError naming every value of `cfg` outside its valid range, a latent
-    size its regularizer cannot compute, and every problem of its evaluation samplers."""
-    found = problems(cfg) + latent_dim_problems(cfg) + sampler_problems(cfg)
+    size its regularizer cannot compute, a bad FID real set, and every problem of its
+    evaluation samplers."""
+    found = problems(cfg) + latent_dim_problems(cfg) + real_splits_problems(cfg)
+    found += sampler_problems(cfg)
     if found:
         lines = "\n".join(f"  {p}" for p in found)
         raise ConfigValueError(f"invalid config value{'s' * (len(found) > 1)}:\n{lines}")

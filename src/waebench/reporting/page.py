@@ -42,6 +42,8 @@ LOSS_COLUMNS = (
     ("test.penalty", "test penalty (each model its own divergence)", False),
     ("eval.mse/test", "test MSE/pixel", True),
     ("eval.latent_mmd/test", "latent MMD to the prior (same estimator for all)", True),
+    ("eval.mardia_skewness/test", "Mardia skewness of the codes (CWAE paper's)", True),
+    ("eval.mardia_kurtosis/test", "Mardia kurtosis of the codes (CWAE paper's)", True),
 )
 
 

@@ -22,6 +22,8 @@ OTHER_COLUMNS = (
     ("mse/test", "reconstruction MSE/pixel"),
     ("rec/test", "test reconstruction cost"),
     ("latent_mmd/test", "latent MMD"),
+    ("mardia_skewness/test", "Mardia skewness"),
+    ("mardia_kurtosis/test", "Mardia kurtosis (distance of b2 to d(d+2))"),
 )
 # A latent-MMD entry without `codes` predates the sampled-code estimator: for a Gaussian
 # encoder it scored the means, so it gets its own column rather than mixing with new ones.
