@@ -57,6 +57,17 @@ def test_every_layer_has_the_official_shape(dataset):
         assert layer_shapes(decoder, z) == PAPER_SHAPES[dataset]["decoder"]
 
 
+def test_the_cwae_celeba_networks_have_the_official_shapes():
+    """experiment=cwae_paper/celeba_*: 4x4 kernels, padding 1 (gmum/cwae-pytorch
+    architectures/celeba.py: 64 -> 32 -> 16 -> 8 -> 4; 8 -> 16 -> 32 -> 64)."""
+    with torch.device("meta"):
+        encoder = ConvEncoder(64, 3, 64, width=128, kernel_size=4, padding="torch")
+        decoder = ConvDecoder(64, 3, 64, width=128, kernel_size=4)
+        x, z = torch.zeros(1, 3, 64, 64), torch.zeros(1, 64)
+        assert layer_shapes(encoder, x) == PAPER_SHAPES["celeba"]["encoder"]
+        assert layer_shapes(decoder, z) == PAPER_SHAPES["celeba"]["decoder"]
+
+
 def test_same_padding_matches_tensorflow_placement():
     """TF SAME pads the odd pixel at the end: for 7 -> 4 with k = 4, stride 2, one row above
     and two below, so the last window covers input rows 5, 6 and two zeros."""
