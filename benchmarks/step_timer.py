@@ -6,7 +6,11 @@ Written as JSON at each epoch's start and at the end of training (so a run stopp
 deadline keeps its finished epochs) to `path` (default: the run folder's step_times.json):
 
     {"fit_start": t, "epoch_starts": [t0, t1, ...], "train_end": t, "steps_per_epoch": n,
-     "batches": [[t, epoch, batches done in that epoch], ...]}
+     "batches": [[t, epoch, batches done in that epoch], ...],
+     "cpu_epoch_starts": [c0, c1, ...], "cpu_train_end": c}
+
+(`cpu_*`: the process's CPU time, `time.process_time()`, at the same moments: what the work
+cost, whatever else the machine ran.)
 
 Added to a run from the command line (benchmarks/ on PYTHONPATH):
     +callbacks.step_timer._target_=step_timer.StepTimer
@@ -25,7 +29,7 @@ import torch
 class StepTimer(L.Callback):
     def __init__(self, path: str | None = None, every: int = 50) -> None:
         self.path, self.every = path, every
-        self.record: dict = {"epoch_starts": [], "batches": []}
+        self.record: dict = {"epoch_starts": [], "batches": [], "cpu_epoch_starts": []}
 
     @staticmethod
     def now(module: L.LightningModule) -> float:
@@ -38,6 +42,7 @@ class StepTimer(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.record["epoch_starts"].append(self.now(module))
+        self.record["cpu_epoch_starts"].append(time.process_time())
         self.record["steps_per_epoch"] = trainer.num_training_batches
         self.write(trainer)
 
@@ -47,6 +52,7 @@ class StepTimer(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.record["train_end"] = self.now(module)
+        self.record["cpu_train_end"] = time.process_time()
         self.write(trainer)
 
     def write(self, trainer: L.Trainer) -> None:

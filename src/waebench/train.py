@@ -23,7 +23,7 @@ from waebench.build import CONFIG_DIR, build_model, check_buildable
 from waebench.config_check import ConfigValueError, check_config
 from waebench.data import DatasetNotFoundError
 from waebench.evaluation import evaluate_into_metrics
-from waebench.fast import check_precision
+from waebench.fast import NullProfiler, check_precision
 from waebench.launch.job import is_multirun, run_sweep_job
 from waebench.model import DivergenceError
 from waebench.run import record
@@ -55,12 +55,16 @@ def use_wandb_offline_without_login(cfg: DictConfig) -> None:
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.Trainer:
     """The trainer with the config's callbacks and loggers (without its progress bar
-    when `trainer.enable_progress_bar=false`)."""
+    when `trainer.enable_progress_bar=false`), and `NullProfiler` unless
+    `trainer.profiler` names a profiler (e.g. `+trainer.profiler=simple`)."""
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values()]
-    return instantiate(cfg.trainer, callbacks=callbacks + list(extra_callbacks), logger=loggers)
+    profiler = {} if cfg.trainer.get("profiler") else {"profiler": NullProfiler()}
+    return instantiate(
+        cfg.trainer, callbacks=callbacks + list(extra_callbacks), logger=loggers, **profiler
+    )
 
 
 def epoch_means(metrics: dict[str, Any], stage: str) -> dict[str, float]:
