@@ -5,11 +5,13 @@ refuses every bad value at once with its key, the value and the valid range, e.g
 
     model.latent_dim=0: must be an integer >= 1
 
-Defaults live in the YAML files only; this module holds the ranges alone. A key that a
-config does not have (another regularizer's option) is skipped. Choices (regularizer
-kernels, reconstruction names, ...) are checked by the classes that own the lists; the
-evaluation's samplers (`eval.samplers`, which run only after training) by
-`waebench.samplers.problems`, called from here.
+Defaults live in the YAML files only; this module holds the ranges alone (of numbers, and
+of the elements of lists such as the MLP's hidden sizes). A key that a config does not have
+(another regularizer's option) is skipped. Choices (regularizer kernels, reconstruction
+names, ...) are checked by the classes that own the lists; the latent sizes a regularizer
+can compute by its class (`LatentRegularizer.latent_dim_problem`), the evaluation's
+samplers (`eval.samplers`, which run only after training) by `waebench.samplers.problems`,
+both called from here, as is the check of the FID's real splits (`eval.fid.real_splits`).
 """
 
 from __future__ import annotations
