@@ -187,6 +187,7 @@ def test_published_numbers_stand_beside_ours_in_their_own_column(tmp_path):
     assert [(r["model"], r["published_source"]) for r in rows] == [
         ("WAE-MMD", ""), ("WAE-MMD", "Tolstikhin et al. 2018, Table 1"),
         ("WAE (WAE-MMD)", "Ghosh et al. 2020, Table 1"),
+        ("WAE-MMD", "gmum/cwae-pytorch README (Knop et al. 2020)"),
     ]  # fmt: skip
     wae_paper = column_for(list(rows[0]), "published FID samples", {"num_real": "not stated"})
     rae_paper = column_for(list(rows[0]), "published FID samples", {"num_real": 10000})
@@ -194,6 +195,8 @@ def test_published_numbers_stand_beside_ours_in_their_own_column(tmp_path):
     assert (rows[0][f"{wae_paper} mean"], float(rows[0][f"{ours_column} mean"])) == ("", 70.0)
     assert (float(rows[1][f"{wae_paper} mean"]), rows[1][f"{ours_column} mean"]) == (55.0, "")
     assert (float(rows[2][f"{rae_paper} mean"]), rows[2][f"{wae_paper} mean"]) == (53.67, "")
+    cwae_code = column_for(list(rows[0]), "published FID samples", {"real": "celeba:train+val"})
+    assert float(rows[3][f"{cwae_code} mean"]) == 51.29
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "WAE-MMD (published: Tolstikhin et al. 2018, Table 1)" in markdown
     assert "WAE (WAE-MMD) (published: Ghosh et al. 2020, Table 1)" in markdown

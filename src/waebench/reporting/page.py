@@ -99,8 +99,13 @@ def load_notes(path: str | Path, table: Table) -> list[CellNote]:
 
 
 def marked(text: str, row: Row, column: str, notes: list[CellNote]) -> str:
-    """`text` followed by the number of each note on this cell (†1, †2...)."""
-    marks = [f"†{i}" for i, n in enumerate(notes, 1) if (n.model, n.column) == (row.model, column)]
+    """`text` followed by the number of each note on this cell (†1, †2...); a published
+    row's cells take none (its model may be named like ours)."""
+    marks = [
+        f"†{i}"
+        for i, n in enumerate(notes, 1)
+        if (n.model, n.column) == (row.model, column) and not row.source
+    ]
     return " ".join([text, *marks])
 
 
