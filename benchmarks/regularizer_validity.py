@@ -33,7 +33,9 @@ from waebench.validity import (
 )
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
-REGULARIZERS = ("mmd", "sinkhorn", "sliced", "w2_gaussian", "w2_gaussian_per_sample", "kl", "gan")
+REGULARIZERS = (
+    "mmd", "sinkhorn", "sliced", "w2_gaussian", "w2_gaussian_per_sample", "kl", "cwae", "gan",
+)  # fmt: skip
 PAPER_LATENTS = {8: 1.0, 64: 2.0}  # d -> sigma_z^2
 SCALES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)
 

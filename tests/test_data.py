@@ -56,6 +56,14 @@ def test_mnist_family_splits(tmp_path, name):
     assert labels.dtype == torch.int64
 
 
+def test_val_size_0_trains_on_every_training_image_and_validates_on_the_test_split(tmp_path):
+    write_mnist_layout(tmp_path / "mnist", n_train=120, n_test=40)
+    dm = ImageDataModule("mnist", 28, 1, root=str(tmp_path / "mnist"), val_size=0)
+    dm.setup()
+    assert len(dm.splits["train"][0]) == 120
+    assert dm.splits["val"] is dm.splits["test"]
+
+
 def test_validation_split_is_fixed_by_the_seed(tmp_path):
     write_mnist_layout(tmp_path / "mnist")
 

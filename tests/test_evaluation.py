@@ -25,6 +25,7 @@ from PIL import Image
 from waebench.eval import evaluate_checkpoint
 from waebench.evaluation import evaluate
 from waebench.evaluation.images import load_images
+from waebench.evaluation.normality import mardia_kurtosis, mardia_skewness
 from waebench.evaluation.settings import EvalSettings
 from waebench.regularizers.mmd import PAPER_SCALES
 from waebench.samplers import PriorSampler
@@ -108,6 +109,46 @@ def test_evaluate_reports_every_metric_with_its_settings(tmp_path, cache_dir):
     prior = PriorSampler(model.prior).sample(300, seed=0).double().numpy()
     expected = imq_mmd_reference(codes[:300].double().numpy(), prior, base=16.0)
     assert mmd["value"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_mardia_statistics_follow_the_official_definitions():
+    """b_1 through the third-moment tensor (sum_ij (z_i^T z_j)^3 = ||sum_i z_i (x) z_i (x)
+    z_i||^2, another route to the same number); at the prior the skewness is its diagonal
+    d(d+2)(d+4)/N in expectation and the kurtosis close to 0; wider codes score worse."""
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(128, 8, generator=generator, dtype=torch.float64)
+    moment = torch.einsum("ia,ib,ic->abc", z, z, z)
+    assert mardia_skewness(z) == pytest.approx(moment.pow(2).sum().item() / 128**2, rel=1e-9)
+    assert mardia_kurtosis(z) == pytest.approx(abs(z.norm(dim=1).pow(4).mean().item() - 80))
+    batches = torch.randn(200, 128, 8, generator=generator, dtype=torch.float64)
+    skewness = sum(map(mardia_skewness, batches)) / len(batches)
+    assert skewness == pytest.approx(8 * 10 * 12 / 128, rel=0.1)
+    kurtosis = sum(map(mardia_kurtosis, batches)) / len(batches)
+    assert kurtosis < 0.2 * sum(map(mardia_kurtosis, 2 * batches)) / len(batches)
+    assert skewness < sum(map(mardia_skewness, batches + 0.5)) / len(batches)
+
+
+def test_mardia_entries_and_the_fid_real_set_of_several_splits(tmp_path, cache_dir):
+    cfg = config(
+        tmp_path, cache_dir, "eval.fid.real_splits=[train,test]", "model.prior_var=4.0",
+        "eval.fid.reconstructions=false", "eval.figures.enabled=false",
+    )  # fmt: skip
+    model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
+    results, _ = evaluate(model, datamodule, cfg.eval, tmp_path)
+    counts = {split: len(images) for split, (images, _) in datamodule.splits.items()}
+    entry = results["fid/samples/prior@classifier-digits"]
+    assert entry["real"] == "digits:train+test"
+    assert entry["num_real"] == counts["train"] + counts["test"] == 1617
+    x = datamodule.to_float(datamodule.splits["test"][0])
+    with torch.no_grad():
+        codes = model.encode(x).double() / 2.0  # sigma_z = 2
+    batches = codes[:256].split(128)  # the 359 test codes: two full batches
+    skewness, kurtosis = results["mardia_skewness/test"], results["mardia_kurtosis/test"]
+    assert skewness["value"] == pytest.approx(sum(map(mardia_skewness, batches)) / 2)
+    assert kurtosis["value"] == pytest.approx(sum(map(mardia_kurtosis, batches)) / 2)
+    assert skewness["num_codes"] == 256 and skewness["batch_size"] == 128
+    assert skewness["codes"] == "deterministic" and skewness["real"] == "digits:test"
+    assert kurtosis["standardisation"] == "none: the codes / sigma_z, against N(0, I)"
 
 
 def test_vae_evaluation_reports_the_kl_term(tmp_path, cache_dir):

@@ -12,13 +12,14 @@ import pytest
 import torch
 from conftest import compose_train_config, crash_at
 from hydra.utils import instantiate
+from lightning.pytorch.profilers import SimpleProfiler
 
 from waebench.data import ImageDataModule, placement
 from waebench.evaluation.evaluate import decode_codes, reconstruct_images
 from waebench.evaluation.fid import to_uint8
-from waebench.fast import compile_with_fallback
+from waebench.fast import NullProfiler, compile_with_fallback
 from waebench.regularizers import Codes
-from waebench.train import build_model, train
+from waebench.train import build_model, build_trainer, train
 
 needs_gpu = [
     pytest.mark.gpu,
@@ -92,6 +93,16 @@ def test_unknown_compile_backend_falls_back_with_a_warning():
     with pytest.warns(UserWarning, match="compiling the encoder failed"):
         compile_with_fallback(module, "encoder", backend="no-such-backend")
     assert module(torch.randn(1, 3)).shape == (1, 2)
+
+
+def test_the_trainer_profiles_nothing_unless_a_profiler_is_named(train_config):
+    """NullProfiler: one reused null context per hook call (docs/speed.md)."""
+    profiler = build_trainer(train_config()).profiler
+    assert isinstance(profiler, NullProfiler)
+    with profiler.profile("[Callback]a.on_train_batch_end"), profiler.profile("b"):
+        pass
+    named = build_trainer(train_config("+trainer.profiler=simple", run="profiled")).profiler
+    assert isinstance(named, SimpleProfiler)
 
 
 def test_on_device_takes_auto_true_false_only():

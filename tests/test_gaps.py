@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from waebench.build import build_model
 from waebench.evaluation.collapse import collapse_findings
 from waebench.report import report
-from waebench.reporting.page import MixedRunsError, fid_table, load_notes
+from waebench.reporting.layout import metric_tables
+from waebench.reporting.notes import NotesError, load_notes
 from waebench.reporting.runs import find_runs
 from waebench.reporting.table import build_tables
 from waebench.train import train
@@ -89,7 +90,7 @@ def test_two_runs_of_one_config_and_seed_count_as_one_seed(tmp_path):
     (cell,) = table.rows[0].cells.values()
     assert sorted(cell.values) == [20.0, 40.0]  # seed 0 once, from its newest run
     markdown = report([tmp_path / "runs"], tmp_path / "out").read_text()
-    assert "30 ± 14 (n=2)" in markdown
+    assert "| WAE-MMD | 30.0 ± 14.1 |" in markdown and "over 2 seeds per model" in markdown
     assert (
         f"- Not counted: {tmp_path / 'runs' / 'a'} has the config and seed (0) of {newer}, "
         "counted once"
@@ -100,16 +101,16 @@ def test_a_note_names_one_of_two_rows_of_one_model_by_its_label(tmp_path):
     write_run(tmp_path / "runs" / "a", seed=0, weight=1.0, fid=10.0, ended=1000)
     write_run(tmp_path / "runs" / "b", seed=0, weight=10.0, fid=20.0, ended=1000)
     (table,) = build_tables(find_runs([tmp_path / "runs"]))
-    labels = sorted(r.label for r in table.rows if not r.source)
-    assert labels == ["WAE-MMD (λ=1.0, d_z=8)", "WAE-MMD (λ=10.0, d_z=8)"]
+    labels = sorted(r.label for r in table.rows)
+    assert labels == ["WAE-MMD (λ=1.0)", "WAE-MMD (λ=10.0)"]
     notes_file = tmp_path / "notes.yaml"
     notes_file.write_text("- model: WAE-MMD\n  column: fid/samples/prior\n  note: blank\n")
-    with pytest.raises(MixedRunsError, match=r"model 'WAE-MMD' names 2 rows; give the label of"):
+    with pytest.raises(NotesError, match=r"model 'WAE-MMD' names 2 rows; give the label of"):
         load_notes(notes_file, table)
     notes_file.write_text(f"- model: {labels[1]}\n  column: fid/samples/prior\n  note: blank\n")
-    lines = fid_table(table, load_notes(notes_file, table))
-    (marked,) = [line for line in lines if "†1" in line]
-    assert marked.startswith(f"| {labels[1]} |")
+    shown = metric_tables(table, load_notes(notes_file, table))
+    marked = [label for t in shown for label, cells in t.rows if any("†1" in c.marks for c in cells)]
+    assert marked == [labels[1]]
     notes_file.write_text("- model: [WAE-MMD\n")
-    with pytest.raises(MixedRunsError, match=f"notes file {notes_file} is not YAML"):
+    with pytest.raises(NotesError, match=f"notes file {notes_file} is not YAML"):
         load_notes(notes_file, table)

@@ -5,6 +5,7 @@ is in docs/reliability.md)."""
 from __future__ import annotations
 
 import gzip
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import torch
 from conftest import CONFIG_DIR, TINY, compose_config, write_celeba_layout, write_mnist_layout
 
-from waebench.config_check import ConfigValueError, problems
+from waebench.config_check import ConfigValueError, check_config, problems
 from waebench.data import ImageDataModule
 from waebench.data.errors import CorruptFileError
 from waebench.eval import checkpoint_of
@@ -72,6 +73,23 @@ def test_every_bad_value_is_named_at_once(train_config):
 )  # fmt: skip
 def test_a_bad_regularizer_option_is_named_with_its_range(train_config, overrides, expected):
     assert problems(train_config(*overrides)) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["eval.fid.real_splits=[]"], "eval.fid.real_splits=[]: must be null or a list of distinct splits from train, val, test"),
+        (["eval.fid.real_splits=[train,train]"], "eval.fid.real_splits=['train', 'train']: must be null"),
+        (["eval.fid.real_splits=[train,valid]"], "eval.fid.real_splits=['train', 'valid']: must be null"),
+        (["dataset=mnist", "dataset.val_size=0", "eval.fid.real_splits=[val,test]"],
+         "eval.fid.real_splits=['val', 'test']: with dataset.val_size=0 the val split is the test split"),
+    ],
+)  # fmt: skip
+def test_a_bad_fid_real_set_is_refused_before_training(tmp_path, overrides, expected):
+    cfg = compose_config("train", tmp_path / "run", overrides)
+    with pytest.raises(ConfigValueError, match=re.escape(expected)):
+        check_config(cfg)
+    check_config(compose_config("train", tmp_path / "run", ["eval.fid.real_splits=[train,test]"]))
 
 
 def shipped_choices() -> list[list[str]]:

@@ -1,12 +1,19 @@
-"""The DCGAN-like networks have the official WAE code's layer shapes (TensorFlow SAME padding)."""
+"""The DCGAN-like networks have the official WAE code's layer shapes (TensorFlow SAME padding);
+the MLPs (model=mlp) the CWAE code's, and train with every regularizer."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import CONFIG_DIR
 from torch import nn
 
+from waebench import load_model
+from waebench.build import build_model
+from waebench.config_check import ConfigValueError, check_config
+from waebench.mlp import MLPDecoder, MLPEncoder
 from waebench.networks import ConvDecoder, ConvEncoder, SameConv2d
+from waebench.train import train
 
 # (channels, height, width) after each conv / transposed conv / linear layer, width 128.
 PAPER_SHAPES = {
@@ -50,6 +57,17 @@ def test_every_layer_has_the_official_shape(dataset):
         assert layer_shapes(decoder, z) == PAPER_SHAPES[dataset]["decoder"]
 
 
+def test_the_cwae_celeba_networks_have_the_official_shapes():
+    """experiment=cwae_paper/celeba_*: 4x4 kernels, padding 1 (gmum/cwae-pytorch
+    architectures/celeba.py: 64 -> 32 -> 16 -> 8 -> 4; 8 -> 16 -> 32 -> 64)."""
+    with torch.device("meta"):
+        encoder = ConvEncoder(64, 3, 64, width=128, kernel_size=4, padding="torch")
+        decoder = ConvDecoder(64, 3, 64, width=128, kernel_size=4)
+        x, z = torch.zeros(1, 3, 64, 64), torch.zeros(1, 64)
+        assert layer_shapes(encoder, x) == PAPER_SHAPES["celeba"]["encoder"]
+        assert layer_shapes(decoder, z) == PAPER_SHAPES["celeba"]["decoder"]
+
+
 def test_same_padding_matches_tensorflow_placement():
     """TF SAME pads the odd pixel at the end: for 7 -> 4 with k = 4, stride 2, one row above
     and two below, so the last window covers input rows 5, 6 and two zeros."""
@@ -74,3 +92,57 @@ def test_torch_padding_is_kept_for_earlier_checkpoints():
     assert new.state_dict().keys() == old.state_dict().keys()
     with pytest.raises(ValueError, match="padding"):
         ConvEncoder(28, 1, 8, padding="valid")
+
+
+# ---- model=mlp ---------------------------------------------------------------------------------
+
+REGULARIZERS = sorted(p.stem for p in (CONFIG_DIR / "regularizer").glob("*.yaml"))
+
+
+def test_the_mlp_has_the_cwae_papers_mnist_shapes():
+    """784-200-200-200-d_z and d_z-200-200-200-784 (gmum/cwae-pytorch architectures/mnist.py)."""
+    encoder, decoder = MLPEncoder(28, 1, 8), MLPDecoder(28, 1, 8)
+    assert layer_shapes(encoder, torch.zeros(2, 1, 28, 28)) == [(200,), (200,), (200,), (8,)]
+    assert layer_shapes(decoder, torch.zeros(2, 8)) == [(200,), (200,), (200,), (784,)]
+    assert decoder(torch.zeros(2, 8)).shape == (2, 1, 28, 28)
+
+
+def test_the_mlp_takes_any_image_size_channels_and_hidden_sizes():
+    encoder = MLPEncoder(32, 3, 16, hidden=[64, 32])
+    decoder = MLPDecoder(32, 3, 8, width=5)
+    assert layer_shapes(encoder, torch.zeros(2, 3, 32, 32)) == [(64,), (32,), (16,)]
+    assert layer_shapes(decoder, torch.zeros(2, 8)) == [(5,), (5,), (5,), (3 * 32 * 32,)]
+    assert decoder(torch.zeros(2, 8)).shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("regularizer", REGULARIZERS)
+def test_the_mlp_trains_with_every_regularizer(train_config, regularizer):
+    """One training step's loss and gradients, Gaussian encoders (VAE, CV-VAE, W-VAE) and the
+    networks' own penalties (RAE-L2, RAE-GP, RAE-SN) included."""
+    model = build_model(
+        train_config("model=mlp", "model.width=6", f"regularizer={regularizer}")
+    ).train()
+    terms, codes = model.loss_terms(torch.rand(16, 1, 28, 28))
+    terms["loss"].backward()
+    assert torch.isfinite(terms["loss"]) and codes.z.shape == (16, 8)
+    assert all(p.grad is not None for p in model.decoder.parameters())
+
+
+def test_an_mlp_run_loads_with_load_model(train_config, tmp_path):
+    cfg = train_config("model=mlp", "model.encoder.hidden=[12, 6]", "regularizer=cwae")
+    assert train(cfg)["status"] == "completed"
+    model = load_model(tmp_path / "run")
+    assert type(model.encoder).__name__ == "MLPEncoder"
+    assert [m.out_features for m in model.encoder.modules() if isinstance(m, nn.Linear)] == [
+        12,
+        6,
+        8,
+    ]
+    assert model.reconstruct(torch.rand(3, 1, 28, 28)).shape == (3, 1, 28, 28)
+
+
+@pytest.mark.parametrize("hidden", ["[]", "[64,0]", "[-3]", "[2.5]"])
+def test_an_empty_or_non_positive_hidden_list_is_refused_before_training(train_config, hidden):
+    cfg = train_config("model=mlp", f"model.decoder.hidden={hidden}")
+    with pytest.raises(ConfigValueError, match=r"model.decoder.hidden=\[.*\]: must be a non-empty"):
+        check_config(cfg)

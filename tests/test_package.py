@@ -73,7 +73,7 @@ def project(tmp_path, monkeypatch):
 
 def test_the_page_lists_the_files_of_its_example():
     assert set(doc_files()) == {
-        "my_regularizers.py", "conf/regularizer/energy.yaml", "my_networks.py", "conf/model/mlp.yaml",
+        "my_regularizers.py", "conf/regularizer/energy.yaml", "my_networks.py", "conf/model/my_mlp.yaml",
     }  # fmt: skip
 
 
@@ -101,7 +101,7 @@ def test_the_example_penalty_is_zero_at_the_prior_and_pulls_codes_toward_it(proj
 
 
 def test_the_example_networks_train_and_one_run_is_reported(project, tmp_path, capsys):
-    cfg = compose_train_config(tmp_path / "run", [*TINY, "model=mlp", "regularizer=energy"])
+    cfg = compose_train_config(tmp_path / "run", [*TINY, "model=my_mlp", "regularizer=energy"])
     assert cfg.model.encoder._target_ == "my_networks.MLPEncoder"
     metrics = train(cfg)
     assert metrics["status"] == "completed" and metrics["waebench_version"] == waebench.__version__
@@ -124,7 +124,7 @@ def test_the_example_networks_train_and_one_run_is_reported(project, tmp_path, c
          "importable where waebench-train runs: put the folder that holds it on PYTHONPATH"),
         (["regularizer=energy", "regularizer._target_=my_regularizers.Energy"],
          "'my_regularizers' has no 'Energy'. Fix: correct the name"),
-        (["model=mlp", "model.decoder._target_=my_networks.MLPDecoderr"],
+        (["model=my_mlp", "model.decoder._target_=my_networks.MLPDecoderr"],
          "model.decoder._target_=my_networks.MLPDecoderr (set on the command line) does not import"),
         (["regularizer=energy", "regularizer._target_=torch.nn.Identity"],
          "regularizer._target_=torch.nn.Identity (set on the command line) is not a subclass of "

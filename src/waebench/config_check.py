@@ -5,13 +5,16 @@ refuses every bad value at once with its key, the value and the valid range, e.g
 
     model.latent_dim=0: must be an integer >= 1
 
-Defaults live in the YAML files only; this module holds the ranges alone. A key that a
-config does not have (another regularizer's option) is skipped. Choices (regularizer
-kernels, reconstruction names, ...) are checked by the classes that own the lists. The
-`eval` settings (which are used only after training) are checked here too, by building
-their typed object (`waebench.evaluation.settings.EvalSettings`), whose fields carry the
-checks of this module (`Range`, `Choice`, `Text`); and whether the training writes the best
-checkpoint that `eval.checkpoint=best` scores (`waebench.evaluation.estimators.problems`).
+Defaults live in the YAML files only; this module holds the ranges alone (of numbers, and
+of the elements of lists such as the MLP's hidden sizes). A key that a config does not have
+(another regularizer's option) is skipped. Choices (regularizer kernels, reconstruction
+names, ...) are checked by the classes that own the lists; the latent sizes a regularizer
+can compute by its class (`LatentRegularizer.latent_dim_problem`). The `eval` settings
+(which are used only after training) are checked here too, by building their typed object
+(`waebench.evaluation.settings.EvalSettings`), whose fields carry the checks of this module
+(`Range`, `Choice`, `Text`); and whether the training writes the best checkpoint that
+`eval.checkpoint=best` scores (`waebench.evaluation.estimators.problems`), and whether the
+FID's real splits exist (`eval.fid.real_splits`).
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ RANGES: dict[str, Range] = {
     "dataset.channels": at_least(1),
     "dataset.batch_size": at_least(1),
     "dataset.eval_batch_size": at_least(1),
-    "dataset.val_size": at_least(1),
+    "dataset.val_size": at_least(0),
     "dataset.split_seed": Range(True, 0, 2**63 - 1),
     "dataset.preprocess_workers": at_least(0),
     "dataset.val_fraction": Range(False, 0.0, 1.0, low_open=True, high_open=True),
@@ -152,10 +155,18 @@ RANGES: dict[str, Range] = {
     "regularizer.decoder_weight": at_least(0.0, integer=False),
     "regularizer.encoder_std": positive(),
     "regularizer.power_iterations": at_least(1),
+    "regularizer.bandwidth": positive(nullable=True),
     "trainer.max_epochs": at_least(-1, nullable=True),
     "trainer.max_steps": at_least(-1),
     "trainer.log_every_n_steps": at_least(1),
     "trainer.check_val_every_n_epoch": at_least(1, nullable=True),
+}
+
+
+# Lists: non-empty, each element within the range (null where the config allows it).
+LIST_RANGES: dict[str, Range] = {
+    "model.encoder.hidden": at_least(1),
+    "model.decoder.hidden": at_least(1),
 }
 
 
@@ -166,21 +177,58 @@ def problems(cfg: DictConfig) -> list[str]:
         value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
         if value is not _ABSENT and not valid.accepts(value):
             found.append(f"{key}={value}: must be {valid.describe()}")
+    for key, valid in LIST_RANGES.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+        if value is _ABSENT or value is None:
+            continue
+        items = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else None
+        if not items or not all(valid.accepts(item) for item in items):
+            shown = items if items is not None else value
+            found.append(
+                f"{key}={shown}: must be a non-empty list, each element {valid.describe()} "
+                f"(or null)"
+            )
     return found
+
+
+def real_splits_problems(cfg: DictConfig) -> list[str]:
+    """`eval.fid.real_splits` (its values: `EvalSettings`): not both val and test where
+    `dataset.val_size=0` makes the val split the test split."""
+    value = OmegaConf.select(cfg, "eval.fid.real_splits", default=None, throw_on_missing=False)
+    names = set(value) if OmegaConf.is_list(value) or isinstance(value, list) else set()
+    if {"val", "test"} <= names and OmegaConf.select(cfg, "dataset.val_size") == 0:
+        key = f"eval.fid.real_splits={list(value)}"
+        return [f"{key}: with dataset.val_size=0 the val split is the test split; list one"]
+    return []
+
+
+def regularizer_class(cfg: DictConfig):
+    """The class of the config's regularizer; None in a `waebench-eval` config (none known)."""
+    from hydra.utils import get_class
+
+    target = OmegaConf.select(cfg, "regularizer._target_", default=None)
+    return None if target is None else get_class(target)
+
+
+def latent_dim_problems(cfg: DictConfig) -> list[str]:
+    """`model.latent_dim` that the regularizer cannot compute its penalty for."""
+    regularizer = regularizer_class(cfg)
+    latent_dim = OmegaConf.select(cfg, "model.latent_dim", default=None)
+    if regularizer is None or not isinstance(latent_dim, int):
+        return []
+    problem = regularizer.latent_dim_problem(latent_dim)
+    return [problem] if problem else []
 
 
 def eval_problems(cfg: DictConfig) -> list[str]:
     """What is wrong with the config's `eval` settings, the samplers included for the
     config's regularizer (none known in a `waebench-eval` config: the model's is checked
     when it is loaded)."""
-    from hydra.utils import get_class
-
     from waebench.evaluation.settings import EvalSettings, EvalSettingsError
 
     if "eval" not in cfg:
         return []
-    target = OmegaConf.select(cfg, "regularizer._target_", default=None)
-    regularizer = None if target is None else get_class(target)
+    regularizer = regularizer_class(cfg)
     try:
         EvalSettings.from_config(
             cfg.eval,
@@ -195,11 +243,12 @@ def eval_problems(cfg: DictConfig) -> list[str]:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Raise ConfigValueError naming every value of `cfg` outside its valid range, and every
-    problem of its `eval` settings."""
+    """Raise ConfigValueError naming every value of `cfg` outside its valid range, a latent
+    size its regularizer cannot compute, and every problem of its `eval` settings."""
     from waebench.evaluation import estimators
 
-    found = problems(cfg) + eval_problems(cfg) + estimators.problems(cfg)
+    found = problems(cfg) + latent_dim_problems(cfg) + eval_problems(cfg)
+    found += real_splits_problems(cfg) + estimators.problems(cfg)
     if found:
         lines = "\n".join(f"  {p}" for p in found)
         raise ConfigValueError(f"invalid config value{'s' * (len(found) > 1)}:\n{lines}")

@@ -26,7 +26,7 @@ from waebench.config_check import check_config
 from waebench.errors import UserError
 from waebench.evaluation import evaluate_into_metrics
 from waebench.evaluation.settings import EvalSettings
-from waebench.fast import check_precision
+from waebench.fast import NullProfiler, check_precision
 from waebench.launch.job import is_multirun, run_sweep_job
 from waebench.model import DivergenceError, load_model
 from waebench.run import record
@@ -58,16 +58,19 @@ def use_wandb_offline_without_login(cfg: DictConfig) -> None:
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.Trainer:
     """The trainer with the config's callbacks and loggers (without its progress bar
-    when `trainer.enable_progress_bar=false`), writing every checkpoint atomically."""
+    when `trainer.enable_progress_bar=false`), writing every checkpoint atomically, and with
+    `NullProfiler` unless `trainer.profiler` names a profiler (e.g. `+trainer.profiler=simple`)."""
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values()]
+    profiler = {} if cfg.trainer.get("profiler") else {"profiler": NullProfiler()}
     return instantiate(
         cfg.trainer,
         callbacks=callbacks + list(extra_callbacks),
         logger=loggers,
         plugins=[AtomicCheckpointIO()],
+        **profiler,
     )
 
 

@@ -8,7 +8,8 @@ uint8 splits live on the device when they fit (`on_device`, see `placement`).
 Splits: the official test sets (CelebA: also its official validation set);
 image_folder: test and validation fractions of its files (`image_folder`);
 elsewhere the validation set is `val_size` images drawn from the training set
-with `split_seed`, and the rest is the training set. `pad` adds that many rows and
+with `split_seed`, and the rest is the training set; `val_size: 0` holds none out and
+validates on the test split (the CWAE code's protocol: all 60,000 MNIST training images). `pad` adds that many rows and
 columns of zeros on each side of every image, once (RAE's MNIST: 28x28 -> 32x32).
 """
 
@@ -122,11 +123,13 @@ class ImageDataModule(L.LightningDataModule):
             return
         self.prepare_data()
         splits = DATASETS[self.name](self)
+        if "val" not in splits and self.val_size == 0:
+            splits["val"] = splits["test"]
         if "val" not in splits:
             images, labels = splits["train"]
             if not 0 < self.val_size < len(images):
                 raise ValueError(
-                    f"{self.name}: val_size={self.val_size} must be in 1..{len(images) - 1}"
+                    f"{self.name}: val_size={self.val_size} must be in 0..{len(images) - 1}"
                 )
             order = torch.randperm(
                 len(images), generator=torch.Generator().manual_seed(self.split_seed)

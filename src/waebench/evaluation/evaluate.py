@@ -1,9 +1,10 @@
 """Evaluate a trained model: FID of the decoded samples of each sampler (the prior,
 laws fitted to the training codes), of test reconstructions and of decoded
 interpolations in each feature space, test reconstruction error, latent MMD,
-KL (VAEs), and the figures. Settings are the typed `eval` settings (`EvalSettings`, built
-from conf/eval/default.yaml by the entry point); results are the flat `eval` dict of
-metrics.json, one entry per metric of `waebench.evaluation.definitions`:
+Mardia's skewness and kurtosis of the codes, KL (VAEs), and the figures. Settings are the
+typed `eval` settings (`EvalSettings`, built from conf/eval/default.yaml by the entry point);
+results are the flat `eval` dict of metrics.json, one entry per metric of
+`waebench.evaluation.definitions`:
 
     {"fid/samples/prior": {"value": 41.2, "extractor": "inception-v3-compat",
                            "num_fake": 10000, "num_real": 10000,
@@ -36,6 +37,7 @@ from waebench.evaluation.fid import (
     to_uint8,
 )
 from waebench.evaluation.metrics import latent_mmd_entries, mean_kl, reconstruction_errors
+from waebench.evaluation.normality import normality_entries
 from waebench.evaluation.settings import EvalSettings, FeatureSpaceSettings
 from waebench.run.record import Evaluation, write_metrics
 from waebench.samplers import PriorSampler
@@ -190,12 +192,26 @@ def fidelity_entries(
     }
 
 
+def real_set(datamodule, settings: EvalSettings) -> tuple[torch.Tensor, str]:
+    """FID's real images, the splits of `eval.fid.real_splits` (null: `eval.split`) joined,
+    and their name, e.g. `mnist:train+test` (it names their cached statistics too)."""
+    splits = list(settings.fid.real_splits or [settings.split])
+    unknown = [s for s in splits if s not in datamodule.splits]
+    if unknown:
+        raise ValueError(
+            f"eval.fid.real_splits={splits}: {datamodule.name} has no split {unknown[0]!r}; "
+            f"valid: {', '.join(datamodule.splits)}"
+        )
+    images = [datamodule.splits[s][0] for s in splits]
+    joined = torch.cat(images) if len(images) > 1 else images[0]
+    return joined, f"{datamodule.name}:{'+'.join(splits)}"
+
+
 def fid_results(model, datamodule, settings: EvalSettings, notes: list[str]) -> dict[str, dict]:
     spaces = feature_spaces(settings, datamodule, notes)
     if not spaces:
         return {}
-    real_images = datamodule.splits[settings.split][0]
-    real_name = f"{datamodule.name}:{settings.split}"
+    real_images, real_name = real_set(datamodule, settings)
     count = max(section.num_samples for _, section in spaces)
     fakes = generated_images(model, datamodule, settings, count)
     cuda = model.device.type == "cuda"
@@ -210,8 +226,8 @@ def fid_results(model, datamodule, settings: EvalSettings, notes: list[str]) -> 
 
 
 def test_results(model, datamodule, settings: EvalSettings) -> dict[str, dict]:
-    """rec/test, mse/test, latent_mmd/test and (Gaussian encoders) latent_mmd_means/test
-    and kl/test."""
+    """rec/test, mse/test, latent_mmd/test, mardia_skewness/test, mardia_kurtosis/test and
+    (Gaussian encoders) latent_mmd_means/test and kl/test."""
     images = datamodule.splits[settings.split][0]
     x = datamodule.to_float(images)
     split = f"{datamodule.name}:{settings.split}"
@@ -225,6 +241,7 @@ def test_results(model, datamodule, settings: EvalSettings) -> dict[str, dict]:
     results.update(latent_mmd_entries(model, x_codes, settings.batch_size, settings.seed, split))
     if model.regularizer.gaussian_encoder:
         results["kl/test"] = {"value": mean_kl(model, x, settings.batch_size), **common}
+    results.update(normality_entries(model, x, settings.batch_size, settings.seed, split))
     return {key: {**entry, **settings.recorded(key)} for key, entry in results.items()}
 
 
@@ -364,8 +381,7 @@ def score_images(images: torch.Tensor, datamodule, settings: EvalSettings) -> tu
     settings = replace(settings, checkpoint=None)
     datamodule.setup()
     notes: list[str] = []
-    real_images = datamodule.splits[settings.split][0]
-    real_name = f"{datamodule.name}:{settings.split}"
+    real_images, real_name = real_set(datamodule, settings)
     cuda = resolve_device(settings.device).type == "cuda"
     results = {}
     for space, section in feature_spaces(settings, datamodule, notes):

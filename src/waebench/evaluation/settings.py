@@ -66,12 +66,34 @@ class ClassifierSettings(FeatureSpaceSettings):
     train_steps: int = setting(at_least(1))
 
 
+class RealSplits:
+    """`eval.fid.real_splits`: null (the evaluation's split, `eval.split`) or distinct splits
+    whose images are joined into the FID's real set (e.g. [train, test]: the CWAE paper's)."""
+
+    splits = ("train", "val", "test")
+
+    def accepts(self, value: object) -> bool:
+        if value is None:
+            return True
+        return (
+            isinstance(value, list | tuple)
+            and len(value) > 0
+            and len(set(value)) == len(value)
+            and set(value) <= set(self.splits)
+        )
+
+    def describe(self) -> str:
+        return f"null or a list of distinct splits from {', '.join(self.splits)}"
+
+
 @dataclass(frozen=True)
 class FidSettings:
-    """Which image sets other than samples get an FID against the real split."""
+    """Which image sets other than samples get an FID, and the real set they are scored
+    against (its name, e.g. `mnist:train+test`, is each entry's `real`)."""
 
     reconstructions: bool = setting(BOOLEAN)
     interpolations: bool = setting(BOOLEAN)
+    real_splits: tuple[str, ...] | None = setting(RealSplits())
 
 
 @dataclass(frozen=True)

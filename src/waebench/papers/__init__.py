@@ -5,7 +5,7 @@ each with the estimator that produced it. docs/protocols.md is written from them
 
 from __future__ import annotations
 
-from waebench.papers import rae, wae
+from waebench.papers import cwae, rae, wae
 from waebench.papers.base import (
     NOT_APPLICABLE,
     Paper,
@@ -14,7 +14,7 @@ from waebench.papers.base import (
     same_value,
 )
 
-PAPERS: tuple[Paper, ...] = (wae.PAPER, rae.PAPER)
+PAPERS: tuple[Paper, ...] = (wae.PAPER, rae.PAPER, cwae.PAPER)
 PUBLISHED: tuple[PublishedValue, ...] = tuple(v for paper in PAPERS for v in paper.published)
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from waebench.regularizers.base import Codes, LatentRegularizer, NoRegularizer
 from waebench.regularizers.cv_vae import ConstantVarianceKL
+from waebench.regularizers.cwae import CramerWoldPenalty
 from waebench.regularizers.gan import GANPenalty
 from waebench.regularizers.kl import KLDivergence
 from waebench.regularizers.mmd import MMDPenalty
@@ -13,6 +14,7 @@ from waebench.regularizers.w2_gaussian import W2GaussianPenalty
 __all__ = [
     "Codes",
     "ConstantVarianceKL",
+    "CramerWoldPenalty",
     "GANPenalty",
     "KLDivergence",
     "LatentRegularizer",

@@ -67,6 +67,12 @@ class LatentRegularizer(nn.Module):
     def forward(self, codes: Codes, prior: GaussianPrior) -> torch.Tensor:
         raise NotImplementedError
 
+    @classmethod
+    def latent_dim_problem(cls, latent_dim: int) -> str | None:
+        """Why the penalty cannot be computed for codes of `latent_dim` dimensions, naming the
+        sizes it can (checked before training: `waebench.config_check`); None when it can."""
+        return None
+
     def prepare_networks(self, encoder: nn.Module, decoder: nn.Module) -> None:
         """Change the model's fresh networks once, before any weights are loaded into them."""
 

@@ -74,7 +74,7 @@ def load_entries(rows: list[Row]) -> list[Entry]:
                 f"seed {r.seed}: {r.status} {r.error[:120]}".strip() for r in row.runs
             )
             entry.why = f"no completed run ({seeds})"
-        for run in sorted(row.completed, key=lambda r: str(r.seed)):
+        for run in sorted(row.counted, key=lambda r: str(r.seed)):
             try:
                 scored = run.eval_settings.checkpoint == "best"
                 path = estimators.best_checkpoint(run.run_dir) if scored else run.run_dir
@@ -266,7 +266,7 @@ def training_curves(rows: list[Row], path: Path, window: int = 10) -> Path:
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=90)
     cmap = plt.get_cmap("tab10")
     for i, row in enumerate(rows):
-        for k, run in enumerate(row.completed):
+        for k, run in enumerate(row.counted):
             metrics_csv = run.run_dir / "csv" / "metrics.csv"
             if not metrics_csv.is_file():
                 continue

@@ -99,9 +99,9 @@ class ShownGroup:
 
 
 def seeds_of(rows: list[Row]) -> int:
-    """The number of seeds stated once: the most common number of completed runs of a row
-    (the larger on a tie); a cell over another number says its n."""
-    counts = Counter(len(r.completed) for r in rows if r.completed)
+    """The number of seeds stated once: the most common number of seeds of a row (its
+    counted runs; the larger on a tie); a cell over another number says its n."""
+    counts = Counter(len(r.counted) for r in rows if r.counted)
     return max(counts, key=lambda n: (counts[n], n)) if counts else 0
 
 

@@ -4,7 +4,7 @@ elsewhere that a one-seed page quotes.
 
 The file is YAML: a list of `{model, column, note}`, or a mapping with that list under
 `cells` and the optional text `seed_spread`. `model` is a row's model name (or its label,
-e.g. `WAE-MMD (λ=1.0)`, where two rows share a name); `column` is a metric key of
+e.g. `WAE-MMD (λ=1.0)`: required where two rows share a name); `column` is a metric key of
 `metrics.json` (`fid/samples/prior`, `latent_mmd/test`, `test/penalty`)."""
 
 from __future__ import annotations
@@ -51,7 +51,10 @@ def load_notes(path: str | Path, table: Table) -> Notes:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"notes file {path} does not exist; pass an existing YAML file")
-    loaded = yaml.safe_load(path.read_text())
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise NotesError(f"notes file {path} is not YAML: {error}") from None
     if isinstance(loaded, dict):
         unknown = set(loaded) - {"cells", "seed_spread"}
         if unknown:
@@ -74,6 +77,14 @@ def load_notes(path: str | Path, table: Table) -> Notes:
         if entry["model"] not in models:
             raise NotesError(
                 f"{where}: model {entry['model']!r} is not on this page; models: {models}"
+            )
+        named = [r for r in table.rows if r.label == entry["model"]] or [
+            r for r in table.rows if r.model == entry["model"]
+        ]
+        if len(named) > 1:
+            raise NotesError(
+                f"{where}: model {entry['model']!r} names {len(named)} rows; give the label of "
+                f"one: {[r.label for r in named]}"
             )
         if column not in columns:
             raise NotesError(

@@ -27,6 +27,7 @@ MODEL_NAMES = {
     "SinkhornPenalty": "WAE-Sinkhorn",
     "W2GaussianPenalty": "WAE-W2",
     "ConstantVarianceKL": "CV-VAE",
+    "CramerWoldPenalty": "CWAE",
     "RAEPenalty": "RAE",
 }
 # RAEPenalty's decoder regularizer -> its name in the RAE paper's tables.
