@@ -134,7 +134,7 @@ def test_mardia_entries_and_the_fid_real_set_of_several_splits(tmp_path, cache_d
         "eval.fid.reconstructions=false", "eval.figures.enabled=false",
     )  # fmt: skip
     model, datamodule = build_model(cfg).eval(), instantiate(cfg.dataset)
-    results, _ = evaluate(model, datamodule, cfg.eval, tmp_path)
+    results, _ = evaluate(model, datamodule, EvalSettings.from_config(cfg.eval), tmp_path)
     counts = {split: len(images) for split, (images, _) in datamodule.splits.items()}
     entry = results["fid/samples/prior@classifier-digits"]
     assert entry["real"] == "digits:train+test"

@@ -109,7 +109,9 @@ def test_a_note_names_one_of_two_rows_of_one_model_by_its_label(tmp_path):
         load_notes(notes_file, table)
     notes_file.write_text(f"- model: {labels[1]}\n  column: fid/samples/prior\n  note: blank\n")
     shown = metric_tables(table, load_notes(notes_file, table))
-    marked = [label for t in shown for label, cells in t.rows if any("†1" in c.marks for c in cells)]
+    marked = [
+        label for t in shown for label, cells in t.rows if any("†1" in c.marks for c in cells)
+    ]
     assert marked == [labels[1]]
     notes_file.write_text("- model: [WAE-MMD\n")
     with pytest.raises(NotesError, match=f"notes file {notes_file} is not YAML"):

@@ -20,7 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from waebench.study import command, tables, timing
 from waebench.train import train
 
-STUDY_MODELS = "none,kl,mmd,gan,sliced,sinkhorn,w2_gaussian,w2_gaussian_per_sample,rae,rae_l2,rae_gp,rae_sn,cv_vae"
+STUDY_MODELS = "none,kl,mmd,gan,sliced,sinkhorn,w2_gaussian,w2_gaussian_per_sample,cwae,rae,rae_l2,rae_gp,rae_sn,cv_vae"
 TABLE = {t.name: t for t in tables.TABLES}
 
 

@@ -112,7 +112,8 @@ def test_the_example_networks_train_and_one_run_is_reported(project, tmp_path, c
     model = waebench.load_model(tmp_path / "run")
     assert type(model.encoder).__name__ == "MLPEncoder"
     report_main([str(tmp_path / "run"), "--out", str(tmp_path / "report")])  # one run folder
-    assert "| WAE-Energy | 10 |" in (tmp_path / "report" / "report.md").read_text()  # λ
+    text = (tmp_path / "report" / "report.md").read_text()  # λ 10, its evaluation pending
+    assert "| WAE-Energy | 1/1: seed 0 evaluation pending | 10 |" in text
 
 
 @pytest.mark.parametrize(

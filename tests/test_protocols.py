@@ -39,7 +39,12 @@ from waebench.papers.document import markdown
 from waebench.reporting.runs import Run
 from waebench.train import train
 
-TEST_IMAGES = {"mnist": 10_000, "celeba": 19_962}  # the test splits' sizes (official ones)
+# The splits' sizes (official ones; MNIST-like datasets with dataset.val_size=0 train on all 60,000).
+SPLIT_IMAGES = {
+    "mnist": {"train": 60_000, "test": 10_000},
+    "fashion_mnist": {"train": 60_000, "test": 10_000},
+    "celeba": {"train": 162_770, "val": 19_867, "test": 19_962},
+}
 ABSENT = object()
 
 
@@ -138,10 +143,12 @@ def our_estimator(cfg: dict, metric: str) -> dict | None:
     """The estimator fields our evaluation of `cfg` records on `metric`, or None when it
     does not compute that metric."""
     evaluation, dataset = cfg["eval"], cfg["dataset"]["name"]
+    splits = evaluation["fid"]["real_splits"] or [evaluation["split"]]
     fields = {
         "num_fake": evaluation["inception"]["num_samples"],
-        "num_real": evaluation["inception"]["num_real"] or TEST_IMAGES[dataset],
-        "real": f"{dataset}:{evaluation['split']}",
+        "num_real": evaluation["inception"]["num_real"]
+        or sum(SPLIT_IMAGES[dataset][s] for s in splits),
+        "real": f"{dataset}:{'+'.join(splits)}",
         "checkpoint": evaluation["checkpoint"],
     }
     if metric.startswith("fid/samples/"):

@@ -10,7 +10,8 @@ Settings (`settings`):
 - before `eval.checkpoint`, `eval.reconstruction` and `eval.interpolation` (the paper
   protocols' estimators), the last weights were scored, reconstructions decoded the
   encoder's mean and interpolations paired random test codes (`BEFORE_ESTIMATORS`);
-- before `eval.sampler.gmm.max_iter`, the EM GMM ran scikit-learn's default, 100 iterations.
+- before `eval.sampler.gmm.max_iter`, the EM GMM ran scikit-learn's default, 100 iterations;
+- before `eval.fid.real_splits`, the FID's real set was `eval.split` (today's null).
 
 Entries (`entries`):
 - before `codes` was recorded, `latent_mmd/test` scored the encoder's means: a Gaussian
@@ -51,6 +52,7 @@ def settings(mapping: Mapping[str, Any]) -> dict[str, Any]:
     if "fid" in out:
         out["fid"] = {k: v for k, v in fid.items() if k not in OLD_SAMPLER_SWITCHES}
         out["fid"].setdefault("interpolations", False)
+        out["fid"].setdefault("real_splits", None)
     components = out.pop("gmm_components", None)
     if "sampler" not in out and components is not None:
         out["sampler"] = {"gmm": {"n_components": components}}

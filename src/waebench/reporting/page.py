@@ -40,6 +40,7 @@ PAPER_SCALE = (
     "the WAE paper trains width-128 networks for 100 epochs and scores 10,000 samples in "
     "Inception's feature space: that study is a GPU job (docs/gpu.md)"
 )
+NETWORKS = {"ConvEncoder": "DCGAN-like", "MLPEncoder": "MLP"}  # by the encoder's class
 # How datasets are named in titles.
 DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "celeba": "CelebA"}
 
@@ -49,11 +50,35 @@ def dataset_title(name: str) -> str:
 
 
 def scale_line(runs: list[Run], table: Table) -> str:
-    """The page's first words: the scale of its runs beside the paper's."""
+    """The page's first words: the scale of its runs beside the paper's (or the protocol of
+    the paper all of them follow, `experiment=<paper>/...`)."""
+    paper = protocol_of(runs)
+    if paper is not None:
+        return (
+            f"**Scale:** {scale_facts(runs, table)}. Every run follows the protocol of the "
+            f"{paper.name} paper (`experiment={paper.experiments}/*`, docs/protocols.md); its "
+            "published numbers stand beside ours where they were computed alike, else in a "
+            "table of their own that says what differs."
+        )
     return (
         f"**Scale:** {scale_facts(runs, table)}. The numbers compare these models with each "
         f"other at this scale, not with the paper's: {PAPER_SCALE}."
     )
+
+
+def protocol_of(runs: list[Run]):
+    """The paper (`waebench.papers.PAPERS`) whose `experiment=<paper>/...` every run was
+    launched with; None when they do not share one."""
+    from waebench.papers import PAPERS
+
+    folders = set()
+    for run in runs:
+        named = [o.lstrip("+").split("=", 1)[1] for o in map(str, run.overrides or [])
+                 if o.lstrip("+").startswith("experiment=")]  # fmt: skip
+        if not named:
+            return None
+        folders.add(named[-1].split("/")[0])
+    return next((p for p in PAPERS if {p.experiments} == folders), None)
 
 
 def scale_facts(runs: list[Run], table: Table) -> str:
@@ -72,9 +97,13 @@ def scale_facts(runs: list[Run], table: Table) -> str:
         if extractors
         else "no FID"
     )
+    families = dict.fromkeys(
+        NETWORKS.get(str(flatten(r.config).get("model.encoder._target_")).rsplit(".")[-1], "?")
+        for r in runs
+    )
+    networks = f"{'/'.join(families)} networks of width {values('model.width')}"
     return (
-        f"{len(runs)} runs; DCGAN-like networks of width {values('model.width')}, "
-        f"d_z {values('model.latent_dim')}; {values('trainer.max_epochs')} epochs of batch "
+        f"{len(runs)} runs; {networks}, d_z {values('model.latent_dim')}; {values('trainer.max_epochs')} epochs of batch "
         f"{values('dataset.batch_size')}; {len(seeds)} seed{'s' * (len(seeds) != 1)} "
         f"({', '.join(map(str, seeds))}); {fid}"
     )
