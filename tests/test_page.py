@@ -1,6 +1,6 @@
 """`waebench-report --page` and `--index`, through the documented commands (`make publish`,
 `make publish-index`), on one set of tiny real runs: the study's sweep (`sweep=mnist_study`,
-its 13 models) on the real MNIST shrunk to width-4 networks and a few batches, with a second
+its 14 models) on the real MNIST shrunk to width-4 networks and a few batches, with a second
 seed of two models (one of them then marked diverged). The page is opened in a real
 headless Chromium that must load every image, show every table row and fit a 1,400-pixel
 window; its LaTeX goes through pdflatex. Plus the refusal to mix runs that are not
@@ -42,7 +42,7 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--window-size=1400,1000",
 )  # fmt: skip
-# The study's sweep, shrunk: its 13 models on 1,000 training images (the rest held out),
+# The study's sweep, shrunk: its 14 models on 1,000 training images (the rest held out),
 # a few steps of width-4 networks, a small FID, a short two-stage fit.
 TINY_STUDY = [
     "sweep=mnist_study", "model.width=4", "dataset.batch_size=16", "dataset.val_size=59000",
@@ -69,7 +69,7 @@ def mnist_or_skip() -> None:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
-    """The tiny study's sweep folder: 13 models with seed 0, VAE and WAE-MMD with seed 1
+    """The tiny study's sweep folder: 14 models with seed 0, VAE and WAE-MMD with seed 1
     too; the VAE's seed 1 then marked diverged, as train() records a divergence."""
     mnist_or_skip()
     root = tmp_path_factory.mktemp("study")
@@ -114,22 +114,29 @@ def results(study, tmp_path_factory) -> Path:
 def test_the_page_of_a_study_has_every_model_table_figure_and_number(study, results):
     page = results / "mnist"
     text = (page / "README.md").read_text()
-    assert text.startswith("# MNIST: 13 models side by side")
+    assert text.startswith("# MNIST: 14 models side by side")
     scale = text.split("\n")[2]
-    assert scale.startswith("**Scale:** 15 runs; DCGAN-like networks of width 4, d_z 8; 1 epochs")
+    assert scale.startswith("**Scale:** 16 runs; DCGAN-like networks of width 4, d_z 8; 1 epochs")
     assert "2 seeds (0, 1)" in scale and "`classifier-mnist`" in scale and "GPU job" in scale
     tables = {t.split("\n")[0]: t for t in text.split("\n## ")[1:]}
-    for title in ("FID", "Codes and reconstructions", "Published: Ghosh et al. 2020, Table 1"):
+    rows = {
+        "FID": 14,
+        "Codes and reconstructions": 14,
+        "Published: Ghosh et al. 2020, Table 1": 9,
+        "Published: gmum/cwae-pytorch README (Knop et al. 2020)": 3,  # real: train + test
+    }
+    for title, count in rows.items():
         body = [line for line in tables[title].splitlines() if line.startswith("| ")][1:]
         models = [line.split(" | ")[0].removeprefix("| ") for line in body]
-        assert len(models) == (9 if title.startswith("Published") else 13), title
+        assert len(models) == count, title
     fid_table = tables["FID"]
     assert "| model | runs | REC | N | GMM | 2-stage | Interp |" in fid_table
-    assert "| VAE | 1/2: seed 1 diverged |" in fid_table
+    # 4 batches of training: every model is flagged collapsed (⚠) beside its name
+    assert "| VAE ⚠ | 1/2: seed 1 diverged |" in fid_table
     assert "° A model without that metric: FID of decoded codes of a Gaussian fitted" in fid_table
-    (ae,) = [line for line in fid_table.splitlines() if line.startswith("| AE |")]
+    (ae,) = [line for line in fid_table.splitlines() if line.startswith("| AE ⚠ |")]
     assert ae.split(" | ")[3].endswith("°")  # N: the Gaussian fitted to the AE's codes
-    (w_vae,) = [line for line in fid_table.splitlines() if line.startswith("| W-VAE |")]
+    (w_vae,) = [line for line in fid_table.splitlines() if line.startswith("| W-VAE ⚠ |")]
     assert "†1" in w_vae.split(" | ")[3] and "†1 W-VAE, `fid/samples/prior`: " in fid_table
     runs = find_runs([study])
     mmd = [r.entries["latent_mmd/test"]["value"] for r in runs if r.model == "WAE-MMD"]
@@ -158,14 +165,14 @@ def test_the_index_is_made_from_the_same_runs_and_code_with_the_prose_kept(study
     notes = (REPO / "docs" / "results" / "notes.md").read_text()
     assert "## What changes between the datasets" in index and "Ex-post density" in notes
     assert index.index("# Published results") < index.index("| dataset | page | runs |")
-    assert "| MNIST | [mnist/](mnist/README.md) | 13 models × 2 seeds, 14/15 completed |" in index
+    assert "| MNIST | [mnist/](mnist/README.md) | 14 models × 2 seeds, 15/16 completed |" in index
     samples = index.split("## Samples: FID of generated images")[1].split("\n## ")[0]
     assert "| model | MNIST N | MNIST GMM | MNIST 2-stage |" in samples
-    assert len([line for line in samples.splitlines() if line.startswith("| ")]) == 1 + 13
+    assert len([line for line in samples.splitlines() if line.startswith("| ")]) == 1 + 14
     page = (results / "mnist" / "README.md").read_text()
     (in_index,) = [cells(line) for line in samples.splitlines() if line.startswith("| RAE-GP |")]
     (on_page,) = [cells(line) for line in page.split("## FID")[1].split("\n## ")[0].splitlines()
-                  if line.startswith("| RAE-GP |")]  # fmt: skip
+                  if line.startswith("| RAE-GP ⚠ |")]  # fmt: skip
     assert in_index[1:4] == on_page[3:6]  # N, GMM, 2-stage: the same numbers, marks and all
 
 
@@ -252,9 +259,9 @@ def test_chromium_shows_every_image_and_row_within_a_1400_pixel_window(results, 
             assert high - low > 100, f"{image.get_attribute('src')} renders blank"
         tables = driver.find_elements(By.TAG_NAME, "table")
         body_rows = [len(t.find_elements(By.CSS_SELECTOR, "tbody tr")) for t in tables]
-        # FID and codes (13 models each), RAE's published table (9), failed runs (1),
-        # settings that differ (13)
-        assert body_rows[:3] == [13, 13, 9] and body_rows[3:] == [1, 13], body_rows
+        # FID and codes (14 models each), RAE's and the CWAE code's published tables (9, 3),
+        # failed runs (1), settings that differ (14)
+        assert body_rows == [14, 14, 9, 3, 1, 14], body_rows
         height, frame = driver.execute_script(
             "return [document.documentElement.scrollHeight, outerHeight - innerHeight]"
         )

@@ -234,7 +234,9 @@ def image_metrics() -> list[MetricDefinition]:
 TEST_METRICS = (
     MetricDefinition(
         "rec/test", "rec. cost",
-        "the model's reconstruction cost on the test images (deterministic codes)", "test",
+        "the model's own reconstruction cost on the test images (deterministic codes; its "
+        "`cost` recorded: not ranked, `mse/test` compares models)", "test", UNRANKED,
+        varies=("cost",),
     ),
     MetricDefinition(
         "mse/test", "MSE", "mean squared error per pixel of the test reconstructions", "test",

@@ -236,7 +236,7 @@ def samples(entries, datamodule, settings: FigureSettings, path: Path) -> Path:
         only_samples = replace(
             run_settings,
             samplers=run_settings.samplers or (samplers.AUTO,),
-            fid=FidSettings(reconstructions=False, interpolations=False),
+            fid=FidSettings(reconstructions=False, interpolations=False, real_splits=None),
         )
         made = generated_images(e.model, datamodule, only_samples, settings.n_images)
         for source, images in made.items():
