@@ -42,6 +42,7 @@ BIN = Path(sys.executable).parent
         ("regularizer.kernel=foo", "unknown kernel 'foo'; valid kernels: imq, rbf"),
         ("model.reconstruction.name=foo", "unknown reconstruction cost 'foo'; valid names"),
         ("+model.no_such_option=1", "unexpected keyword argument 'no_such_option'"),
+        ("trainer.precision=bf16-true", "trainer.precision=bf16-true: pure bfloat16 runs on a GPU"),
     ],
 )
 def test_a_bad_value_is_refused_before_anything_is_built(train_config, override, expected):
@@ -50,6 +51,14 @@ def test_a_bad_value_is_refused_before_anything_is_built(train_config, override,
         train(cfg)
     assert expected in str(error.value)
     assert not Path(cfg.paths.output_dir).exists()  # nothing written, no run folder
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
+def test_a_gpu_accelerator_without_a_gpu_is_refused_before_anything_is_built(train_config):
+    cfg = train_config("trainer.accelerator=gpu")
+    with pytest.raises(ConfigValueError, match="trainer.accelerator=gpu: no CUDA GPU is visible"):
+        train(cfg)
+    assert not Path(cfg.paths.output_dir).exists()
 
 
 def test_every_bad_value_is_named_at_once(train_config):
@@ -122,6 +131,29 @@ def test_the_command_line_says_key_value_and_range_and_exits_1(tmp_path):
     assert "regularizer.weight=-1: must be a finite number >= 0" in output
     assert "Traceback" not in output
     assert not run_dir.exists()  # no folder, no .hydra/, no train.log
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["eval.inception.num_samples=0"], "eval.inception.num_samples=0: must be"),
+        ([], "give ckpt_path=<run directory or .ckpt>, or images="),
+        (["ckpt_path=auto"], "ckpt_path=auto means the run's own folder in waebench-train"),
+    ],
+)
+def test_a_refused_evaluation_says_why_and_leaves_no_folder(tmp_path, arguments, expected):
+    eval_dir = tmp_path / "eval"
+    ckpt = [] if not arguments or arguments[0].startswith("ckpt_path") else [
+        f"ckpt_path={tmp_path / 'no-such-run'}"
+    ]  # fmt: skip
+    result = subprocess.run(
+        [str(BIN / "waebench-eval"), *ckpt, *arguments, f"hydra.run.dir={eval_dir}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and expected in output, output
+    assert "Traceback" not in output
+    assert not eval_dir.exists()  # no folder, no eval.log
 
 
 def test_a_refused_relaunch_into_a_completed_run_leaves_its_folder_as_it_was(train_config):

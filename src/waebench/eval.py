@@ -99,21 +99,24 @@ def score_image_files(cfg: DictConfig) -> dict:
     metrics.update(evaluation=Evaluation.COMPLETED, eval=results)
     if notes:
         metrics["eval_notes"] = notes
+    record.write_launch(output_dir, cfg)
     record.write_metrics(output_dir, metrics)
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
-    if bool(cfg.ckpt_path) == bool(cfg.images):
-        raise SystemExit(
-            "waebench-eval: give ckpt_path=<run directory or .ckpt>, or "
-            "images=<folder or .npz> real=<dataset>:<split> (one of the two)"
-        )
+    output_dir = Path(cfg.paths.output_dir)
     try:
+        if bool(cfg.ckpt_path) == bool(cfg.images):
+            raise ConfigValueError(
+                "give ckpt_path=<run directory or .ckpt>, or "
+                "images=<folder or .npz> real=<dataset>:<split> (one of the two)"
+            )
         check_config(cfg)
         metrics = evaluate_checkpoint(cfg) if cfg.ckpt_path else score_image_files(cfg)
     except UserError as error:  # the message names the cause and the fix: no traceback
+        record.remove_if_empty(output_dir)  # refused: no folder of its own is left
         raise SystemExit(f"waebench-eval: {error}") from None
     for name, entry in metrics.get("eval", {}).items():
         settings = dict(definition_of(name).comparable_settings(entry))

@@ -2,7 +2,7 @@
 `model.channels_last` (NHWC memory layout for the conv nets: faster convolutions
 on tensor cores) and `model.compile` (torch.compile, falling back to eager with a
 warning that says why when compilation fails); mixed precision is Lightning's
-`trainer.precision`, and `check_precision` rejects bf16 where the GPU has none. And
+`trainer.precision`, and `device_problems` refuses what the machine cannot run. And
 `NullProfiler`, the trainer's profiler unless `trainer.profiler` names one (docs/speed.md)."""
 
 from __future__ import annotations
@@ -47,17 +47,32 @@ def _warn_fallback(name: str, error: BaseException) -> None:
     )
 
 
-def check_precision(precision: str, accelerator: str) -> None:
-    """bf16 needs a GPU with bfloat16 support (Ampere or newer); say so before training."""
-    uses_cuda = accelerator in ("gpu", "cuda") or (
-        accelerator == "auto" and torch.cuda.is_available()
-    )
-    if str(precision).startswith("bf16") and uses_cuda and not torch.cuda.is_bf16_supported():
-        raise ValueError(
-            f"trainer.precision={precision}: this GPU ({torch.cuda.get_device_name()}) has no "
-            f"bfloat16 support (it needs compute capability 8.0 or newer). Use "
-            f"trainer.precision=16-mixed (float16 with loss scaling) or 32-true."
+def device_problems(accelerator: str, precision: str) -> list[str]:
+    """What the machine cannot run of `trainer.accelerator` and `trainer.precision`, said
+    before training: a GPU accelerator without a visible CUDA GPU, pure bf16 on the CPU (its
+    convolutions do not take bf16 weights with float inputs), bf16 on a GPU without bfloat16
+    support (before Ampere). One line each, with the fix."""
+    accelerator, precision = str(accelerator), str(precision)
+    found = []
+    cuda = torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") and not cuda:
+        found.append(
+            f"trainer.accelerator={accelerator}: no CUDA GPU is visible here "
+            "(torch.cuda.is_available() is False); use trainer.accelerator=auto or cpu"
         )
+    uses_cuda = cuda and accelerator in ("gpu", "cuda", "auto")
+    if precision == "bf16-true" and not uses_cuda:
+        found.append(
+            "trainer.precision=bf16-true: pure bfloat16 runs on a GPU only; on the CPU use "
+            "32-true, or bf16-mixed"
+        )
+    if precision.startswith("bf16") and uses_cuda and not torch.cuda.is_bf16_supported():
+        found.append(
+            f"trainer.precision={precision}: this GPU ({torch.cuda.get_device_name()}) has no "
+            "bfloat16 support (it needs compute capability 8.0 or newer); use "
+            "trainer.precision=16-mixed (float16 with loss scaling) or 32-true"
+        )
+    return found
 
 
 class NullProfiler(PassThroughProfiler):

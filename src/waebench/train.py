@@ -26,7 +26,7 @@ from waebench.config_check import check_config
 from waebench.errors import UserError
 from waebench.evaluation import evaluate_into_metrics
 from waebench.evaluation.settings import EvalSettings
-from waebench.fast import NullProfiler, check_precision
+from waebench.fast import NullProfiler
 from waebench.launch.job import is_multirun, run_sweep_job
 from waebench.model import DivergenceError, load_model
 from waebench.run import record
@@ -151,7 +151,6 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any] | No
     try:
         L.seed_everything(cfg.seed, workers=True)
         use_wandb_offline_without_login(cfg)
-        check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
         datamodule = instantiate(cfg.dataset)
         model = build_model(cfg)
         trainer = build_trainer(cfg)

@@ -257,14 +257,22 @@ def write_config(run_dir: str | Path, cfg: DictConfig) -> None:
     run_dir = Path(run_dir)
     with atomic_path(run_dir / CONFIG) as tmp:
         OmegaConf.save(cfg, tmp, resolve=True)
-    if HydraConfig.initialized():
-        hydra_cfg = HydraConfig.instance().cfg  # {"hydra": ...}
-        launch = {"config.yaml": cfg, "hydra.yaml": hydra_cfg}
-        launch["overrides.yaml"] = hydra_cfg.hydra.overrides.task
-        for name, node in launch.items():
-            with atomic_path(run_dir / HYDRA / name) as tmp:
-                tmp.write_text(OmegaConf.to_yaml(node))
+    write_launch(run_dir, cfg)
     not_started_path(run_dir).unlink(missing_ok=True)
+
+
+def write_launch(folder: str | Path, cfg: DictConfig) -> None:
+    """Hydra's record of the launch in `folder/.hydra/` (the config as composed, `hydra.yaml`,
+    `overrides.yaml`), when Hydra launched it: written by waebench once the work starts
+    (`hydra.output_subdir: null`), so that a refused launch writes nothing."""
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.instance().cfg  # {"hydra": ...}
+    launch = {"config.yaml": cfg, "hydra.yaml": hydra_cfg}
+    launch["overrides.yaml"] = hydra_cfg.hydra.overrides.task
+    for name, node in launch.items():
+        with atomic_path(Path(folder) / HYDRA / name) as tmp:
+            tmp.write_text(OmegaConf.to_yaml(node))
 
 
 def config_stamp(run_dir: str | Path) -> tuple[int, int] | None:
