@@ -23,7 +23,7 @@ quickstart: install
 	$(BIN)/waebench-train experiment=quickstart
 	@echo "Results: $$(ls -td outputs/train/runs/* | head -1)"
 
-# The comparison study (docs/study.md): 13 models x 1 seed on Fashion-MNIST (make study
+# The comparison study (docs/study.md): 14 models x 1 seed on Fashion-MNIST (make study
 # DATASET=mnist: on MNIST), then its page. Extra overrides: make study STUDY_ARGS="launcher=gpus
 # trainer.accelerator=gpu". A failed job does not stop the page (it shows the failure); the
 # exit status is the sweep's.
