@@ -29,6 +29,7 @@ from waebench.reporting.comparability import MixedRunsError, check_comparable
 from waebench.reporting.comparison import pick_pairs
 from waebench.reporting.layout import metric_tables
 from waebench.reporting.notes import NotesError, load_notes
+from waebench.reporting.page import keep_protocols_numbers, protocol_of, scale_line
 from waebench.reporting.runs import find_runs
 from waebench.reporting.table import build_tables
 
@@ -373,3 +374,20 @@ def test_interpolation_pairs_are_fixed_distinct_and_of_two_classes():
     assert all(labels[a] != labels[b] for a, b in pairs)
     unlabelled = pick_pairs(torch.full((10,), -1), 5, seed=0)
     assert sorted(unlabelled.flatten().tolist()) == list(range(10))
+
+
+def test_a_page_of_one_papers_protocol_says_so_and_keeps_that_papers_numbers(tmp_path):
+    for name, model in (("cwae", "mnist_cwae"), ("swae", "mnist_swae")):
+        folder = write_run(tmp_path / name, "mnist", 28, 1000)
+        (folder / ".hydra").mkdir()
+        overrides = [f"experiment=cwae_paper/{model}", "seed=0"]
+        (folder / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
+    runs = find_runs([tmp_path])
+    (table,) = build_tables(runs)
+    assert {v.source for v in table.published} > {"gmum/cwae-pytorch README (Knop et al. 2020)"}
+    keep_protocols_numbers(table, runs)
+    assert {v.source for v in table.published} == {"gmum/cwae-pytorch README (Knop et al. 2020)"}
+    assert "Every run follows the protocol of the CWAE paper" in scale_line(runs, table)
+    (tmp_path / "swae" / ".hydra" / "overrides.yaml").write_text("- seed=0\n")
+    runs = find_runs([tmp_path])
+    assert protocol_of(runs) is None and "not with the paper's" in scale_line(runs, table)

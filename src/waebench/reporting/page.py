@@ -81,6 +81,14 @@ def protocol_of(runs: list[Run]):
     return next((p for p in PAPERS if {p.experiments} == folders), None)
 
 
+def keep_protocols_numbers(table: Table, runs: list[Run]) -> None:
+    """On a page of one paper's protocol (`protocol_of`), that paper's published numbers
+    only: another paper's table of the same dataset ran another protocol."""
+    paper = protocol_of(runs)
+    if paper is not None:
+        table.published = [v for v in table.published if v in paper.published]
+
+
 def scale_facts(runs: list[Run], table: Table) -> str:
     """The scale of the runs: networks, epochs, seeds, the FID's feature space."""
 
@@ -332,6 +340,7 @@ def write_page(
     settings = settings or comparison.FigureSettings()
     check_comparable(runs)
     (table,) = build_tables(runs)
+    keep_protocols_numbers(table, runs)
     notes = load_notes(notes_path, table) if notes_path else Notes()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
