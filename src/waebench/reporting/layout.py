@@ -512,12 +512,13 @@ def common_settings(values: list[PublishedValue]) -> dict[str, Any]:
 
 
 def not_beside(value: PublishedValue, table: Table) -> list[str]:
-    """Why `value` is not beside ours: the settings that differ from our column of its
-    metric, or that we have no such number."""
+    """Why `value` is not beside ours: the settings that differ from our closest column of
+    its metric (the fewest differences), or that we have no such number."""
     ours = [c for c in table.columns if c.metric == value.metric]
     if not ours:
         return [f"we have no `{value.metric}`"]
-    return differences(dict(ours[0].settings), dict(value.settings))
+    found = (differences(dict(c.settings), dict(value.settings)) for c in ours)
+    return min(found, key=len)
 
 
 def slug(*parts: Any) -> str:
