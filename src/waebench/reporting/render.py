@@ -38,7 +38,8 @@ def markdown_table(table: ShownTable, files: str = "", level: int = 2) -> list[s
     out = [f"{'#' * level} {table.title}", "", table.caption, ""]
     out += markdown_rows(["model", *table.header], lines, numbers=True)
     if table.footnotes:
-        out += ["", *(f"{note}  " for note in table.footnotes)]
+        for note in table.footnotes:  # a paragraph each (no trailing-space line breaks)
+            out += ["", note]
     if files:
         out += ["", files]
     return out
