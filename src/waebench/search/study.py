@@ -112,11 +112,17 @@ def open_storage(url: str) -> BaseStorage:
 
 def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> RDBStorage:
     """RDBStorage, once more when another sweeper created the same tables at the same moment
-    (the loser of that race gets an IntegrityError; the tables then exist)."""
-    try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs)
-    except sqlalchemy.exc.IntegrityError:
-        return RDBStorage(url, engine_kwargs=engine_kwargs)
+    (the loser of that race gets an IntegrityError, or from SQLite an OperationalError "table
+    ... already exists"; the tables then exist)."""
+    for attempt in range(3):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as error:
+            lost_race = isinstance(error, sqlalchemy.exc.IntegrityError) or (
+                "already exists" in str(error)
+            )
+            if not lost_race or attempt == 2:
+                raise
 
 
 def write_search_file(sweep_dir: Path, description: dict[str, Any]) -> None:
