@@ -249,11 +249,6 @@ def check_config(cfg: DictConfig) -> None:
 
     found = problems(cfg) + latent_dim_problems(cfg) + eval_problems(cfg)
     found += real_splits_problems(cfg) + estimators.problems(cfg)
-    if "trainer" in cfg:
-        from waebench.fast import device_problems
-
-        trainer = cfg.trainer
-        found += device_problems(trainer.get("accelerator", "auto"), trainer.get("precision"))
     if found:
         lines = "\n".join(f"  {p}" for p in found)
         raise ConfigValueError(f"invalid config value{'s' * (len(found) > 1)}:\n{lines}")

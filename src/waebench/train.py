@@ -22,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from waebench import __version__
 from waebench.build import CONFIG_DIR, build_model, check_buildable, check_model_builds
 from waebench.callbacks import AtomicCheckpointIO
-from waebench.config_check import check_config
+from waebench.config_check import ConfigValueError, check_config
 from waebench.errors import UserError
 from waebench.evaluation import evaluate_into_metrics
 from waebench.evaluation.settings import EvalSettings
-from waebench.fast import NullProfiler
+from waebench.fast import NullProfiler, device_problems
 from waebench.launch.job import is_multirun, run_sweep_job
 from waebench.model import DivergenceError, load_model
 from waebench.run import record
@@ -96,6 +96,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     (`finish_evaluation`)."""
     check_buildable(cfg)  # first: the sampler check below imports the regularizer's class
     check_config(cfg)
+    check_machine(cfg)
     check_model_builds(cfg)
     output_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank != 0:  # a DDP rank > 0: rank 0 owns the folder
@@ -108,6 +109,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             return finish_evaluation(cfg, output_dir, earlier)
         record.write_config(output_dir, cfg)
         return fit_and_test(cfg, output_dir, earlier)
+
+
+def check_machine(cfg: DictConfig) -> None:
+    """Refuse what this machine cannot run of `trainer.accelerator` and `trainer.precision`
+    (`waebench.fast.device_problems`), before anything is written. Here and not in
+    `check_config`: a study planned on one machine is checked for the machine it runs on."""
+    found = device_problems(cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("precision"))
+    if found:
+        lines = "\n".join(f"  {p}" for p in found)
+        raise ConfigValueError(f"invalid config value{'s' * (len(found) > 1)}:\n{lines}")
 
 
 def finish_evaluation(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any]) -> dict:
