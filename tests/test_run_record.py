@@ -19,6 +19,7 @@ import pytest
 import torch
 from conftest import TINY, crash_at
 
+from waebench.evaluation.settings import fill_command
 from waebench.model import CheckpointMismatchError, load_model
 from waebench.report import report
 from waebench.run import record
@@ -224,7 +225,7 @@ def test_a_kill_during_the_evaluation_leaves_it_pending_and_the_relaunch_finishe
     assert metrics["status"] == "completed" and metrics["evaluation"] == "pending"
     assert "eval" not in metrics and "eval_error" not in metrics
     checkpoints = {p.name: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").iterdir()}
-    fill = record.evaluation_command(run_dir)
+    fill = fill_command(run_dir)
     markdown = report([run_dir], tmp_path / "report").read_text()
     gaps = markdown.split("## Failed and unfinished runs")[1]
     assert "| completed, evaluation pending | fill it with: " in gaps and fill in gaps

@@ -25,7 +25,7 @@ from waebench.callbacks import AtomicCheckpointIO
 from waebench.config_check import ConfigValueError, check_config
 from waebench.errors import UserError
 from waebench.evaluation import evaluate_into_metrics
-from waebench.evaluation.settings import EvalSettings
+from waebench.evaluation.settings import EvalSettings, fill_command
 from waebench.fast import NullProfiler, device_problems
 from waebench.launch.job import is_multirun, run_sweep_job
 from waebench.model import DivergenceError, load_model
@@ -231,7 +231,7 @@ def summary(metrics: dict[str, Any]) -> str:
     if metrics.get("evaluation") == Evaluation.FAILED:
         lines.append(f"  evaluation failed: {str(metrics.get('eval_error')).splitlines()[0]}")
     elif metrics.get("evaluation") == Evaluation.PENDING:
-        lines.append(f"  evaluation pending; fill it with: {record.evaluation_command(run_dir)}")
+        lines.append(f"  evaluation pending; fill it with: {fill_command(run_dir)}")
     for finding in metrics.get("collapse") or []:
         lines.append(f"  collapsed? {finding}")
     figures = sorted(p.name for p in run_dir.glob("*.png"))

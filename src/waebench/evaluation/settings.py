@@ -29,6 +29,7 @@ from omegaconf import OmegaConf
 from waebench.config_check import BOOLEAN, Choice, Range, Text, at_least, shown
 from waebench.errors import UserError
 from waebench.evaluation.estimators import CHECKPOINTS, INTERPOLATIONS, RECONSTRUCTIONS
+from waebench.run import record
 
 SWITCH = (True, False, "auto")
 
@@ -219,6 +220,26 @@ class EvalSettings:
         """The `waebench-eval` command that evaluates the run folder with these settings
         (the path quoted for Hydra: sweep folders have `=` and `,` in their names)."""
         return shlex.join(["waebench-eval", f'ckpt_path="{run_dir}"', *self.overrides()])
+
+
+def fill_command(run_dir: str | Path) -> str:
+    """The command that finishes a run's evaluation with the run's own settings: the
+    `waebench-train` overrides it was launched with, `eval.enabled=true`, into its folder (a
+    completed training is not run again, only evaluated); for a run without recorded
+    overrides, `waebench-eval` with the eval settings of its `config.yaml`. Paths are quoted
+    for Hydra: a sweep job's folder name holds `=` and `,`."""
+    run_dir = Path(run_dir).resolve()
+    overrides = record.launch_overrides(run_dir)
+    if overrides is None:
+        path = run_dir / record.CONFIG
+        config = OmegaConf.load(path) if path.is_file() else {}
+        return EvalSettings.from_config(config.get("eval") or {}, strict=False).command(run_dir)
+    kept = [
+        o
+        for o in overrides
+        if o.split("=", 1)[0].lstrip("+~") not in ("eval.enabled", "ckpt_path", "hydra.run.dir")
+    ]
+    return shlex.join(["waebench-train", *kept, "eval.enabled=true", f'hydra.run.dir="{run_dir}"'])
 
 
 class EvalSettingsError(UserError, ValueError):

@@ -13,10 +13,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from waebench.evaluation.settings import fill_command
 from waebench.run.record import (
     Evaluation,
     Status,
-    evaluation_command,
     launch_overrides,
     not_started_jobs,
     read_config,
@@ -89,7 +89,7 @@ class SweepSummary(Callback):
             log.error("  %s: %s %s", run_dir, what, error[:300])
             log.error("    overrides: %s", job_overrides(run_dir, metrics))
             if gap:
-                log.error("    fill it with: %s", evaluation_command(run_dir))
+                log.error("    fill it with: %s", fill_command(run_dir))
         if bad:
             raise SystemExit(
                 f"{len(bad)} of {len(jobs)} jobs did not complete (errors above, in their "

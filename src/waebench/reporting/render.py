@@ -7,10 +7,11 @@ import csv
 import math
 from pathlib import Path
 
+from waebench.evaluation.settings import fill_command
 from waebench.reporting.layout import Shown, ShownTable
 from waebench.reporting.runs import Run
 from waebench.reporting.table import Table
-from waebench.run.record import Status, evaluation_command
+from waebench.run.record import Status
 
 
 def cell_text(cell: Shown) -> str:
@@ -174,7 +175,7 @@ def failure_rows(runs: list[Run], not_started: list[dict] = ()) -> list[dict[str
         elif run.evaluation_missing:
             status = f"completed, evaluation {run.evaluation}"
             why = one_line((run.metrics or {}).get("eval_error", ""), 200)
-            why += f"{'; ' if why else ''}fill it with: {fill_command(run)}"
+            why += f"{'; ' if why else ''}fill it with: {fill_command(run.run_dir)}"
             overrides = ""  # in the command
         else:
             continue
@@ -187,13 +188,6 @@ def failure_rows(runs: list[Run], not_started: list[dict] = ()) -> list[dict[str
                        overrides=" ".join(job["overrides"]))
         )  # fmt: skip
     return rows
-
-
-def fill_command(run: Run) -> str:
-    """The command that finishes a run's evaluation: its sweep's `waebench-train` launch again
-    (`waebench.run.record.evaluation_command`), or for a run without recorded overrides
-    `waebench-eval` with the run's recorded eval settings (`Run.eval_command`)."""
-    return evaluation_command(run.run_dir) if run.overrides is not None else run.eval_command
 
 
 def attention_lines(runs: list[Run], tables: list[Table]) -> list[str]:

@@ -132,7 +132,8 @@ class Run:
 
     @property
     def evaluation_missing(self) -> bool:
-        """Training completed and its evaluation did not: a gap `eval_command` fills."""
+        """Training completed and its evaluation did not: a gap
+        `waebench.evaluation.settings.fill_command` fills."""
         return self.evaluation in ("pending", "failed")
 
     @property
@@ -146,11 +147,6 @@ class Run:
         """Whether its regularizer pulls the codes toward the prior (None: unknown here)."""
         cls = regularizer_class(str(self.config["regularizer"]["_target_"]))
         return None if cls is None else bool(getattr(cls, "uses_prior", True))
-
-    @property
-    def eval_command(self) -> str:
-        """The `waebench-eval` command that (re-)runs its evaluation with its settings."""
-        return self.eval_settings.command(self.run_dir)
 
     @property
     def model(self) -> str:

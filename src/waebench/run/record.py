@@ -38,7 +38,6 @@ import json
 import logging
 import math
 import os
-import shlex
 import socket
 import tempfile
 import traceback
@@ -435,24 +434,6 @@ def not_started_jobs(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
             run_dir = (entry.parent.parent / entry.stem).resolve()  # where the sweep is now
             found[run_dir] = {**json.loads(entry.read_text()), "run_dir": str(run_dir)}
     return [found[k] for k in sorted(found)]
-
-
-def evaluation_command(run_dir: str | Path) -> str:
-    """The command that finishes a run's evaluation with the run's own settings: the
-    `waebench-train` overrides it was launched with, `eval.enabled=true`, into its folder (a
-    completed training is not run again, only evaluated). Without recorded overrides,
-    `waebench-eval ckpt_path=<run>` (with waebench-eval's default settings)."""
-    run_dir = Path(run_dir).resolve()
-    overrides = launch_overrides(run_dir)
-    if overrides is None:
-        return shlex.join(["waebench-eval", f"ckpt_path={run_dir}"])
-    kept = [
-        o
-        for o in overrides
-        if o.split("=", 1)[0].lstrip("+~") not in ("eval.enabled", "ckpt_path", "hydra.run.dir")
-    ]
-    folder = f'hydra.run.dir="{run_dir}"'  # quoted: a sweep job's folder name holds = and ,
-    return shlex.join(["waebench-train", *kept, "eval.enabled=true", folder])
 
 
 # ---- checkpoints ---------------------------------------------------------------------------
