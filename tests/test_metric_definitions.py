@@ -240,6 +240,9 @@ def test_published_numbers_stand_beside_ours_only_when_computed_alike(tmp_path):
     shown = {t.slug: t for t in metric_tables(table)}
     beside = shown["fid-inception-v3-compat-mnist-test-10000"]
     assert beside.header == ["REC", "N"]
+    # two FID tables: each title names its feature space
+    assert beside.title == "FID (inception-v3-compat)"
+    assert shown["fid-classifier-mnist-mnist-test-10000"].title == "FID (classifier-mnist)"
     (label, cells), = beside.rows  # fmt: skip
     assert (label, cells[0].published, cells[1].published) == ("AE", (("ᵃ‡1", "12.95"),),
                                                                (("ᵃ‡2", "58.73"),))  # fmt: skip
@@ -265,6 +268,7 @@ def test_published_numbers_stand_beside_ours_only_when_computed_alike(tmp_path):
     shown = {t.slug: t for t in metric_tables(table)}
     (_, cells), = shown["fid-inception-v3-compat-mnist-test-10000"].rows  # fmt: skip
     assert cells[0].published == ()
+    assert shown["fid-inception-v3-compat-mnist-test-10000"].title == "FID"  # the only one
     assert "checkpoint best (ours: last)" in shown["published-ghosh-et-al-2020-table-1"].caption
 
 

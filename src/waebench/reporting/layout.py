@@ -266,7 +266,8 @@ def metric_tables(table: Table, notes: Notes | None = None) -> list[ShownTable]:
     placed: set[int] = set()
     out = []
     incomplete = [r for r in rows if runs_note(r)]
-    for position, group in enumerate(groups(table)):
+    shown_groups = groups(table)
+    for position, group in enumerate(shown_groups):
         arrows = not direction_text(group.columns)  # else the caption says which way
         header = [arrowed(s) if arrows else s.heading for s in group.columns]
         body = []
@@ -283,7 +284,7 @@ def metric_tables(table: Table, notes: Notes | None = None) -> list[ShownTable]:
         out.append(
             ShownTable(
                 slug=slug(group.name, *group.split),
-                title=GROUPS[group.name].title,
+                title=title_of(group, shown_groups),
                 caption=caption_of(group, seeds, seed_list),
                 header=[*extra_header, *header],
                 rows=body,
@@ -293,6 +294,17 @@ def metric_tables(table: Table, notes: Notes | None = None) -> list[ShownTable]:
     unplaced = [v for i, v in enumerate(table.published) if i not in placed]
     out += published_tables(unplaced, table)
     return out
+
+
+def title_of(group: ShownGroup, shown_groups: list[ShownGroup]) -> str:
+    """The group's title; tables of one group (e.g. FID in two feature spaces) add the split
+    values that tell them apart: "FID (inception-v3-compat)", "FID (classifier-mnist)"."""
+    siblings = [g for g in shown_groups if g.name == group.name]
+    differing = [
+        str(value) for i, value in enumerate(group.split) if len({g.split[i] for g in siblings}) > 1
+    ]
+    title = GROUPS[group.name].title
+    return f"{title} ({', '.join(differing)})" if differing else title
 
 
 def arrowed(shown: ShownColumn) -> str:
