@@ -31,6 +31,7 @@ from waebench.reporting.findings import LIMIT, findings
 from waebench.reporting.index import write_index
 from waebench.reporting.layout import metric_tables
 from waebench.reporting.notes import NotesError
+from waebench.reporting.page import config_differences
 from waebench.reporting.runs import find_runs
 from waebench.reporting.table import build_tables
 
@@ -158,6 +159,24 @@ def test_older_entries_are_read_as_todays():
         "sampler": {"preset": "rae", "beta": 0.0015},
     }
     assert as_text["fid/samples/prior"] == {**fid(18.0), "checkpoint": "best"}
+
+
+def test_a_config_from_before_the_network_options_reads_as_what_it_ran(tmp_path):
+    """A run trained before `model.init`, `model.batch_norm` and `model.input_noise` had
+    torch's initialisation and batch norm and no input noise: beside a run of today that
+    sets them so, no setting differs between the rows."""
+    runs = tmp_path / "runs"
+    old = write_run(runs, "old", ["dataset=mnist", "regularizer=none"], {})
+    cfg = OmegaConf.load(old / "config.yaml")
+    for key in legacy.BEFORE_NETWORK_OPTIONS:
+        del cfg.model[key]
+    OmegaConf.save(cfg, old / "config.yaml")
+    write_run(runs, "new", ["dataset=mnist", "regularizer=mmd"], {})
+    by_name = {run.run_dir.name: run for run in find_runs([runs])}
+    assert by_name["old"].config["model"] == by_name["new"].config["model"]
+    (table,) = build_tables(list(by_name.values()))
+    differences = "\n".join(config_differences(table.rows))
+    assert "regularizer._target_" in differences and "model." not in differences
 
 
 def test_each_key_has_one_definition_and_an_unknown_key_its_own():

@@ -1,6 +1,11 @@
 """Records written before the typed `eval` settings and the metric definitions, read as
-today's: the one migration step for old `config.yaml` `eval` sections and old
-`metrics.json` `eval` entries. Each rule says which version wrote what.
+today's: the one migration step for old `config.yaml` files and old `metrics.json` `eval`
+entries. Each rule says which version wrote what.
+
+Configs (`config`):
+- before `model.init`, `model.batch_norm` and `model.input_noise` (the paper protocols'
+  network options), the networks had torch's initialisation and batch norm and no input
+  noise (`BEFORE_NETWORK_OPTIONS`, today's defaults).
 
 Settings (`settings`):
 - before `eval.samplers`, the switches `eval.fid.prior` (default on) and `eval.fid.gmm` chose
@@ -38,9 +43,22 @@ from typing import Any
 from waebench import samplers
 from waebench.evaluation.settings import EvalSettings
 
+BEFORE_NETWORK_OPTIONS = {
+    "init": "torch",
+    "batch_norm": {"momentum": 0.1, "eps": 1.0e-5},
+    "input_noise": 0.0,
+}
 OLD_SAMPLER_SWITCHES = ("prior", "gmm")
 BEFORE_ESTIMATORS = {"checkpoint": "last", "reconstruction": "mean", "interpolation": "test_pairs"}
 GMM_MAX_ITER = 100  # scikit-learn's default, which the GMM ran before it was an option
+
+
+def config(cfg: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A run's `config.yaml` (plain dicts) with its `model` in today's layout."""
+    model = (cfg or {}).get("model")
+    if not isinstance(model, Mapping):
+        return cfg
+    return {**cfg, "model": {**BEFORE_NETWORK_OPTIONS, **model}}
 
 
 def settings(mapping: Mapping[str, Any]) -> dict[str, Any]:

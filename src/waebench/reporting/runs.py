@@ -165,6 +165,7 @@ class Run:
 
 
 def find_runs(paths: list[str | Path]) -> list[Run]:
-    """Every run folder (one with a `config.yaml` of a training run) under `paths`; a run whose
-    `metrics.json` cannot be read is listed as `unreadable`, with its path."""
-    return [Run(d, read_config(d), read_metrics(d)) for d in find_run_dirs(paths)]
+    """Every run folder (one with a `config.yaml` of a training run) under `paths`, its config
+    in today's layout (`legacy.config`); a run whose `metrics.json` cannot be read is listed
+    as `unreadable`, with its path."""
+    return [Run(d, legacy.config(read_config(d)), read_metrics(d)) for d in find_run_dirs(paths)]
