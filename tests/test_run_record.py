@@ -21,6 +21,7 @@ from conftest import TINY, crash_at
 
 from waebench.evaluation.settings import fill_command
 from waebench.model import CheckpointMismatchError, load_model
+from waebench.report import main as report_main
 from waebench.report import report
 from waebench.run import record
 from waebench.run.record import RunFolderBusy, Status
@@ -324,6 +325,30 @@ def test_a_resume_from_a_checkpoint_of_another_width_names_the_setting(train_con
     assert message.startswith(f"{last} holds a model of another configuration")
     assert "Settings that differ: model.width: 4 in the checkpoint, 8 here." in message
     assert "size mismatch" not in message
+
+
+def test_the_wall_times_are_recorded_the_training_summed_over_resumed_sittings(train_config):
+    """`train_seconds` is Lightning's Timer, whose state the checkpoints carry: a run resumed
+    from a checkpoint that had trained 1000 s records more than that; `eval_seconds` is the
+    evaluation's wall time; the page shows both beside the run's command."""
+    first = train_config()
+    assert 0 < train(first)["train_seconds"] < 1000
+    last = Path(first.paths.output_dir, "checkpoints", "last.ckpt")
+    checkpoint = torch.load(last, weights_only=False)
+    (timer,) = [k for k in checkpoint["callbacks"] if k.startswith("Timer")]
+    checkpoint["callbacks"][timer]["time_elapsed"]["train"] = 1000.0
+    torch.save(checkpoint, last)
+    resumed = train_config(
+        "trainer.max_epochs=2", f"ckpt_path={last}", "++eval.enabled=true",
+        "eval.inception.enabled=false", "eval.samplers=[prior]", run="resumed",
+    )  # fmt: skip
+    metrics = train(resumed)
+    assert metrics["epochs"] == 2 and 1000 < metrics["train_seconds"] < 2000
+    assert metrics["evaluation"] == "completed" and metrics["eval_seconds"] > 0
+    page = Path(first.paths.output_dir).parent / "page"
+    report_main([resumed.paths.output_dir, "--page", "--out", str(page)])
+    minutes = f"training {metrics['train_seconds'] / 60:.1f} min, evaluation"
+    assert minutes in (page / "README.md").read_text()
 
 
 # ---- hole 6 (checkpoints): a truncated last.ckpt -------------------------------------------

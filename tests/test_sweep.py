@@ -222,7 +222,7 @@ def test_the_summary_fails_a_sweep_whose_evaluation_did_not_complete(tmp_path, c
         f"{jobs['died']}: training completed, evaluation failed: job process exited with code -9"
     ) in caplog.text
     # no .hydra/, no launch overrides: waebench-eval with the job's recorded eval settings
-    assert f"""fill it with: waebench-eval 'ckpt_path="{jobs['died'].resolve()}"'""" in caplog.text
+    assert f"""fill it with: waebench-eval 'ckpt_path="{jobs["died"].resolve()}"'""" in caplog.text
 
 
 def test_an_exception_before_training_is_recorded_as_a_failure(tmp_path):

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ProgressBar, Timer
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -151,6 +151,15 @@ def finish_evaluation(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any]
     )
 
 
+def train_seconds(trainer: L.Trainer) -> dict[str, float]:
+    """{"train_seconds": the training's wall time over every sitting} from the trainer's
+    `Timer` callback (`callbacks.train_timer`); {} without one or before training started."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, Timer) and callback.start_time("train") is not None:
+            return {"train_seconds": round(callback.time_elapsed("train"), 1)}
+    return {}
+
+
 def fit_and_test(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any] | None) -> dict:
     metrics: dict[str, Any] = {
         "status": Status.RUNNING,
@@ -188,6 +197,7 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any] | No
     finally:
         if trainer is not None:
             metrics.update(epochs=trainer.current_epoch, global_step=trainer.global_step)
+            metrics.update(train_seconds(trainer))
         metrics["checkpoints"] = sorted(map(str, record.checkpoints(output_dir)))
         completed = metrics["status"] == Status.COMPLETED
         if rank_zero_only.rank == 0:

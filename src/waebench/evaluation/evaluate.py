@@ -18,6 +18,7 @@ Keys are metric names; a metric in a feature space other than Inception's gets
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -346,6 +347,7 @@ def evaluate_into_metrics(
     refuses them before it starts: `config_check`)."""
     run_dir = Path(metrics["run_dir"])
     check_samplers(model, settings)  # before anything is computed or written
+    started = time.monotonic()
     try:
         if checkpoint is None:
             model, checkpoint = estimators.weights_to_score(model, run_dir, settings.checkpoint)
@@ -366,6 +368,7 @@ def evaluate_into_metrics(
         metrics.pop("eval_error", None)
         metrics.pop("eval_notes", None)
         metrics.update(evaluation=Evaluation.COMPLETED, eval=results, collapse=collapse)
+        metrics["eval_seconds"] = round(time.monotonic() - started, 1)
         if notes:
             metrics["eval_notes"] = notes
         for finding in collapse:

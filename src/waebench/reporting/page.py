@@ -286,8 +286,12 @@ def page_markdown(
     )
     out.append(f"- Machine (where the page was built): {provenance.machine()}.")
     out.append(f"- Command: `{command}`")
-    out += ["", "Each row's runs, as launched (one seed shown per row):", ""]
-    out += [f"- {r.label}: `{provenance.run_command(r.runs[0])}`" for r in rows if r.runs]
+    out += ["", "Each row's runs, as launched (one seed shown per row; wall times recorded):", ""]
+    out += [
+        f"- {r.label}: `{provenance.run_command(r.runs[0])}`{provenance.run_times(r.runs[0])}"
+        for r in rows
+        if r.runs
+    ]
     out += ["", "### Settings that differ between the rows", "", *config_differences(rows)]
     out += ["", "### Where each number comes from", "", *provenance_lines(table)]
     out += ["", "### Software", ""]

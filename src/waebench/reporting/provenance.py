@@ -85,3 +85,15 @@ def run_command(run: Run) -> str:
     if run.overrides is None:
         return f"(no overrides recorded in {run.run_dir}: not started by waebench-train)"
     return "waebench-train " + " ".join(run.overrides)
+
+
+def run_times(run: Run) -> str:
+    """ " (training 38.2 min, evaluation 35.0 min)": the wall times its record holds
+    (`metrics.json` `train_seconds`, `eval_seconds`), or ""."""
+    metrics = run.metrics or {}
+    times = [
+        f"{what} {metrics[key] / 60:.1f} min"
+        for what, key in (("training", "train_seconds"), ("evaluation", "eval_seconds"))
+        if isinstance(metrics.get(key), int | float)
+    ]
+    return f" ({', '.join(times)})" if times else ""

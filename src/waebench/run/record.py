@@ -21,10 +21,13 @@ Every writer and reader of a run folder goes through this module:
                          `overrides`, `error`, `traceback`. Removed when the job starts.
 
 `metrics.json`: `status` (a `Status`), `run_dir` (absolute), `waebench_version`, `epochs`,
-`global_step`, `train`/`val`/`test` ({term: epoch mean}), `checkpoints`; `error` and `traceback`
-when it did not complete; once the training completed, `evaluation` (an `Evaluation`: pending,
-failed, completed) with `eval`, `eval_notes` and `collapse` (what looks collapsed, a list of
-sentences; empty when nothing does) when completed, `eval_error` when failed. A completed record
+`global_step`, `train`/`val`/`test` ({term: epoch mean}), `checkpoints`, `train_seconds` (the
+training's wall time, summed over the sittings that resumed it: Lightning's `Timer`, whose
+state the checkpoints carry; a sitting's time after its last checkpoint is lost with it);
+`error` and `traceback` when it did not complete; once the training completed, `evaluation`
+(an `Evaluation`: pending, failed, completed) with `eval`, `eval_notes`, `eval_seconds` (the
+evaluation's wall time) and `collapse` (what looks collapsed, a list of sentences; empty when
+nothing does) when completed, `eval_error` when failed. A completed record
 is never overwritten by a later attempt (a later failure marks its evaluation failed, at most),
 and a failed attempt keeps the progress of an earlier one that got further. Records written
 before `evaluation` existed read as: `eval` -> completed, `eval_error` -> failed, else pending.
