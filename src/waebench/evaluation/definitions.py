@@ -109,7 +109,10 @@ GROUPS = {
     ),
     "test": Group(
         "Codes and reconstructions",
-        caption=("On the {num_images} test images ({real})", "latent MMD on {num_codes} codes"),
+        caption=(
+            "On the {num_images} test images ({real})",
+            "{num_codes} codes (a column that used another number names it)",
+        ),
     ),
     "other": Group(
         "Other metrics",
