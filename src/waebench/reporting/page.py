@@ -286,7 +286,11 @@ def page_markdown(
     )
     out.append(f"- Machine (where the page was built): {provenance.machine()}.")
     out.append(f"- Command: `{command}`")
-    out += ["", "Each row's runs, as launched (one seed shown per row; wall times recorded):", ""]
+    out += [
+        "",
+        "Each row's runs, as launched (one seed shown per row; the wall times its record holds):",
+        "",
+    ]
     out += [
         f"- {r.label}: `{provenance.run_command(r.runs[0])}`{provenance.run_times(r.runs[0])}"
         for r in rows
