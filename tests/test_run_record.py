@@ -351,6 +351,14 @@ def test_the_wall_times_are_recorded_the_training_summed_over_resumed_sittings(t
     assert minutes in (page / "README.md").read_text()
 
 
+def test_trainer_max_time_still_stops_the_training(train_config):
+    """The clock of `train_seconds` is the Timer that enforces `trainer.max_time` (Lightning
+    ignores max_time when the callbacks hold a Timer of their own)."""
+    metrics = train(train_config("trainer.max_epochs=2000", '+trainer.max_time="00:00:00:02"'))
+    assert metrics["status"] == "completed" and metrics["epochs"] < 2000
+    assert 2 <= metrics["train_seconds"] < 60
+
+
 # ---- hole 6 (checkpoints): a truncated last.ckpt -------------------------------------------
 
 

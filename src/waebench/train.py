@@ -65,9 +65,14 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> L.
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values()]
     profiler = {} if cfg.trainer.get("profiler") else {"profiler": NullProfiler()}
+    # The training's clock (train_seconds; its state rides in the checkpoints, so resumed
+    # sittings sum) is the Timer that enforces `trainer.max_time`: Lightning ignores
+    # max_time when the callbacks already hold a Timer.
+    timer = Timer(duration=cfg.trainer.get("max_time"), interval="step")
     return instantiate(
         cfg.trainer,
-        callbacks=callbacks + list(extra_callbacks),
+        max_time=None,
+        callbacks=[*callbacks, timer, *extra_callbacks],
         logger=loggers,
         plugins=[AtomicCheckpointIO()],
         **profiler,
@@ -153,7 +158,7 @@ def finish_evaluation(cfg: DictConfig, output_dir: Path, earlier: dict[str, Any]
 
 def train_seconds(trainer: L.Trainer) -> dict[str, float]:
     """{"train_seconds": the training's wall time over every sitting} from the trainer's
-    `Timer` callback (`callbacks.train_timer`); {} without one or before training started."""
+    `Timer` (`build_trainer`); {} before training started."""
     for callback in trainer.callbacks:
         if isinstance(callback, Timer) and callback.start_time("train") is not None:
             return {"train_seconds": round(callback.time_elapsed("train"), 1)}
