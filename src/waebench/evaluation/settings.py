@@ -231,8 +231,7 @@ def fill_command(run_dir: str | Path) -> str:
     run_dir = Path(run_dir).resolve()
     overrides = record.launch_overrides(run_dir)
     if overrides is None:
-        path = run_dir / record.CONFIG
-        config = OmegaConf.load(path) if path.is_file() else {}
+        config = record.read_config(run_dir) or {}
         return EvalSettings.from_config(config.get("eval") or {}, strict=False).command(run_dir)
     kept = [
         o
