@@ -362,6 +362,36 @@ def test_batches_are_slices_shuffled_per_epoch_and_resumable():
     assert len(list(resumed)) == 3, "a state from an earlier epoch skips nothing"
 
 
+def test_several_batches_a_step_are_the_same_batches_stacked():
+    """batches_per_step=K: K consecutive batches an item, [K, B, ...], fewer at the epoch's end;
+    a checkpoint counts batches, so a run resumes where it stopped whatever K it resumes with."""
+    images = torch.arange(23, dtype=torch.uint8).view(23, 1, 1, 1)
+
+    def make_loader(per_step: int) -> InMemoryBatches:
+        return InMemoryBatches(images, torch.arange(23), 3, shuffle=True, drop_last=True,
+                               batches_per_step=per_step)  # fmt: skip
+
+    single = [labels for _, labels in make_loader(1)]
+    loader = make_loader(3)
+    items = list(loader)
+    assert len(loader) == len(items) == 3 and len(single) == 7
+    assert [tuple(i.shape) for i, _ in items] == [(3, 3, 1, 1, 1)] * 2 + [(1, 3, 1, 1, 1)]
+    stacked = [batch for _, labels in items for batch in labels]
+    assert all(torch.equal(a, b) for a, b in zip(stacked, single, strict=True))
+    for item_images, item_labels in items:  # each image's value is its index, as its label
+        assert torch.equal(item_images.flatten().long(), item_labels.flatten())
+
+    iterator = iter(loader)
+    next(iterator)
+    assert loader.state_dict() == {"epoch": 0, "batches_done": 3}
+    resumed = make_loader(2)
+    resumed.load_state_dict(loader.state_dict())
+    rest = [batch for _, labels in resumed for batch in labels]
+    assert all(torch.equal(a, b) for a, b in zip(rest, single[3:], strict=True))
+    with pytest.raises(ValueError, match="needs drop_last=True"):
+        InMemoryBatches(images, torch.arange(23), 3, shuffle=True, batches_per_step=2)
+
+
 def test_ddp_ranks_share_one_permutation_without_overlap():
     images = torch.zeros(12, 1, 1, 1, dtype=torch.uint8)
     ranks = [

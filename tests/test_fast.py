@@ -5,6 +5,7 @@ GPU-resident data path (same batches, exact resume). CPU where the option exists
 
 from __future__ import annotations
 
+import csv
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from conftest import compose_train_config, crash_at
 from hydra.utils import instantiate
 from lightning.pytorch.profilers import SimpleProfiler
 
+from waebench.config_check import ConfigValueError
 from waebench.data import ImageDataModule, placement
 from waebench.evaluation.evaluate import decode_codes, reconstruct_images
 from waebench.evaluation.fid import to_uint8
@@ -109,6 +111,83 @@ def test_on_device_takes_auto_true_false_only():
     with pytest.raises(ValueError, match="dataset.on_device='maybe'; valid values: auto, true"):
         ImageDataModule("digits", 28, 1, on_device="maybe")
     assert not placement.keep_on_device("true", 10**6, torch.device("cpu")), "CPU runs copy nothing"
+
+
+# ---------------------------------------------------------------- several batches a step
+
+
+def final_weights(metrics: dict) -> dict[str, torch.Tensor]:
+    path = Path(metrics["run_dir"], "checkpoints", "last.ckpt")
+    return torch.load(path, weights_only=False)["state_dict"]
+
+
+def training_steps(metrics: dict) -> int:
+    """Lightning's training steps of a run, from its CSV log (trainer.log_every_n_steps=1)."""
+    with open(Path(metrics["run_dir"], "csv", "metrics.csv"), newline="") as file:
+        return sum(1 for row in csv.DictReader(file) if row.get("train/loss_step"))
+
+
+def assert_same_weights(got: dict, expected: dict) -> None:
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        assert torch.equal(got[name], value), name
+
+
+@pytest.mark.parametrize("regularizer", ["mmd", "gan"])
+def test_several_batches_a_step_take_the_same_optimizer_steps(train_config, regularizer):
+    """model.batches_per_step=K: K optimizer steps a training step, on the same batches in the
+    same order with the same random draws (MMD's prior samples; WAE-GAN's adversary), so the
+    weights are those of one batch a step, bit for bit; an epoch whose batches K does not
+    divide ends on a shorter item, and trainer.max_steps stops inside an item."""
+    common = [f"regularizer={regularizer}", "trainer.limit_train_batches=null",
+              "callbacks.last_checkpoint.every_n_train_steps=null"]  # fmt: skip
+    epochs = ["trainer.max_epochs=2"]
+    one = train(train_config(*common, *epochs, run="one"))
+    seven = train(train_config(*common, *epochs, "model.batches_per_step=7", run="seven"))
+    batches = one["global_step"] // 2
+    assert batches % 7, "the test needs an epoch that 7 batches a step do not divide"
+    assert seven["global_step"] == one["global_step"]
+    assert_same_weights(final_weights(seven), final_weights(one))
+    assert seven["train"] == one["train"] and seven["test"] == one["test"]
+    assert training_steps(seven) == 2 * -(-batches // 7), "7 batches in each training step"
+
+    steps = ["trainer.max_steps=10"]
+    one = train(train_config(*common, *steps, run="one_10"))
+    three = train(train_config(*common, *steps, "model.batches_per_step=3", run="three_10"))
+    assert three["global_step"] == one["global_step"] == 10
+    assert_same_weights(final_weights(three), final_weights(one))
+
+
+def test_several_batches_a_step_resume_exactly(train_config):
+    """A crash at step 12 of 3-batch steps resumes from the step checkpoint written at step 12
+    (every 4 steps: written at the first training step that reaches a multiple)."""
+    common = ["regularizer=mmd", "model.batches_per_step=3", "trainer.limit_train_batches=null",
+              "trainer.max_epochs=2", "callbacks.last_checkpoint.every_n_train_steps=4"]  # fmt: skip
+    straight = train(train_config(*common, run="straight"))
+    with pytest.raises(RuntimeError, match="crashed at step 12"):
+        train(train_config(*common, *crash_at(12), run="resumed"))
+    path = Path(straight["run_dir"]).parent / "resumed" / "checkpoints" / "last.ckpt"
+    assert torch.load(path, weights_only=False)["global_step"] == 12
+    resumed = train(train_config(*common, "ckpt_path=auto", run="resumed"))
+    assert resumed["global_step"] == straight["global_step"]
+    assert_same_weights(final_weights(resumed), final_weights(straight))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.batches_per_step=0"], "model.batches_per_step=0: must be an integer >= 1"),
+        (["model.batches_per_step=4", "+trainer.gradient_clip_val=1.0"],
+         "model.batches_per_step=4 with trainer.gradient_clip_val: .*set model.batches_per_step=1"),
+        (["model.batches_per_step=4", "model.lr_schedule.plateau={patience: 2}"],
+         "plateau is not supported with .*model.batches_per_step > 1"),
+    ],
+)  # fmt: skip
+def test_several_batches_a_step_refuse_what_they_cannot_do(train_config, overrides, message):
+    cfg = train_config(*overrides)
+    with pytest.raises(ConfigValueError, match=message):
+        train(cfg)
+    assert not Path(cfg.paths.output_dir, "config.yaml").exists()
 
 
 # ---------------------------------------------------------------- on a GPU

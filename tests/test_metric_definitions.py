@@ -162,13 +162,14 @@ def test_older_entries_are_read_as_todays():
 
 
 def test_a_config_from_before_the_network_options_reads_as_what_it_ran(tmp_path):
-    """A run trained before `model.init`, `model.batch_norm` and `model.input_noise` had
-    torch's initialisation and batch norm and no input noise: beside a run of today that
-    sets them so, no setting differs between the rows."""
+    """A run trained before `model.init`, `model.batch_norm`, `model.input_noise` and
+    `model.batches_per_step` had torch's initialisation and batch norm, no input noise and
+    one batch a step: beside a run of today that sets them so, no setting differs between
+    the rows."""
     runs = tmp_path / "runs"
     old = write_run(runs, "old", ["dataset=mnist", "regularizer=none"], {})
     cfg = OmegaConf.load(old / "config.yaml")
-    for key in legacy.BEFORE_NETWORK_OPTIONS:
+    for key in {**legacy.BEFORE_NETWORK_OPTIONS, **legacy.BEFORE_BATCHES_PER_STEP}:
         del cfg.model[key]
     OmegaConf.save(cfg, old / "config.yaml")
     write_run(runs, "new", ["dataset=mnist", "regularizer=mmd"], {})

@@ -100,7 +100,8 @@ class ImageGrids(L.Callback):
 class ResumeCheckpoint(L.Callback):
     """Keeps `<dirpath>/last.ckpt` current for resuming a killed run: written at
     every epoch end and when training ends, and inside an epoch every
-    `every_n_train_steps` steps and after `every_n_minutes` minutes of training since
+    `every_n_train_steps` optimizer steps (at the first training step that reaches a
+    multiple: with `model.batches_per_step` > 1 a training step takes several) and after `every_n_minutes` minutes of training since
     the last one (each may be null), each time through the trainer's
     `AtomicCheckpointIO` (a kill mid-write leaves the previous checkpoint intact).
 
@@ -130,11 +131,12 @@ class ResumeCheckpoint(L.Callback):
         self._epoch_finished = False
         self._saved_at = time.monotonic()
         self._saved_step = -1
+        self._step_seen = 0  # global_step at the end of the previous training step
         self._rng_states: list[dict[str, Any]] | dict[str, Any] | None = None
 
     def on_train_start(self, trainer: L.Trainer, module) -> None:
         # After Lightning's sanity check, which isolates the generators.
-        self._saved_at = time.monotonic()
+        self._saved_at, self._step_seen = time.monotonic(), trainer.global_step
         if self._rng_states is not None:
             states = self._rng_states
             # A checkpoint older than per-rank states holds one dict, rank 0's.
@@ -166,9 +168,10 @@ class ResumeCheckpoint(L.Callback):
         self, trainer: L.Trainer, module, outputs, batch, batch_idx: int
     ) -> None:
         self._epoch_finished = batch_idx + 1 >= trainer.num_training_batches
-        step = trainer.global_step
+        step, before, self._step_seen = trainer.global_step, self._step_seen, trainer.global_step
         stopping = trainer.max_steps != -1 and step >= trainer.max_steps
-        due = stopping or (self.every_n_train_steps and step % self.every_n_train_steps == 0)
+        every = self.every_n_train_steps
+        due = stopping or (every and step // every > before // every)
         if not self._epoch_finished and (due or self._minutes_passed(trainer)):
             self.save(trainer)
 

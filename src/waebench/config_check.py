@@ -143,6 +143,7 @@ RANGES: dict[str, Range] = {
     "model.batch_norm.momentum": Range(False, 0.0, 1.0, low_open=True),
     "model.batch_norm.eps": positive(),
     "model.input_noise": at_least(0.0, integer=False),
+    "model.batches_per_step": at_least(1),
     "regularizer.weight": at_least(0.0, integer=False),
     "regularizer.adversary_lr": positive(),
     "regularizer.hidden": at_least(1),
@@ -202,6 +203,25 @@ def real_splits_problems(cfg: DictConfig) -> list[str]:
     return []
 
 
+def batches_per_step_problems(cfg: DictConfig) -> list[str]:
+    """`model.batches_per_step` > 1 takes the optimizer steps in the model (Lightning's manual
+    optimization), where Lightning neither clips gradients nor accumulates them."""
+    steps = OmegaConf.select(cfg, "model.batches_per_step", default=1)
+    if not isinstance(steps, int) or steps <= 1:
+        return []
+    found = []
+    if OmegaConf.select(cfg, "trainer.gradient_clip_val", default=None):
+        found.append("trainer.gradient_clip_val")
+    if (OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1) or 1) > 1:
+        found.append("trainer.accumulate_grad_batches")
+    return [
+        f"model.batches_per_step={steps} with {key}: the model takes its optimizer steps "
+        f"itself, where Lightning does not apply {key}; set model.batches_per_step=1 or "
+        f"remove {key}"
+        for key in found
+    ]
+
+
 def regularizer_class(cfg: DictConfig):
     """The class of the config's regularizer; None in a `waebench-eval` config (none known)."""
     from hydra.utils import get_class
@@ -248,7 +268,7 @@ def check_config(cfg: DictConfig) -> None:
     from waebench.evaluation import estimators
 
     found = problems(cfg) + latent_dim_problems(cfg) + eval_problems(cfg)
-    found += real_splits_problems(cfg) + estimators.problems(cfg)
+    found += real_splits_problems(cfg) + batches_per_step_problems(cfg) + estimators.problems(cfg)
     if found:
         lines = "\n".join(f"  {p}" for p in found)
         raise ConfigValueError(f"invalid config value{'s' * (len(found) > 1)}:\n{lines}")

@@ -178,7 +178,7 @@ class ImageDataModule(L.LightningDataModule):
             }
         return self.device_splits, False
 
-    def _loader(self, split: str, shuffle: bool) -> InMemoryBatches:
+    def _loader(self, split: str, shuffle: bool, batches_per_step: int = 1) -> InMemoryBatches:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
@@ -196,16 +196,20 @@ class ImageDataModule(L.LightningDataModule):
             world_size=world,
             epoch_fn=lambda: trainer.current_epoch if trainer else 0,
             pin=pin,
+            batches_per_step=batches_per_step,
         )
 
     def train_dataloader(self) -> InMemoryBatches:
+        """Training batches, `batches_per_step` of them stacked in each item when the trained
+        model takes that many optimizer steps a training step (`model.batches_per_step`)."""
         count = len(self.splits["train"][0])
         if count < self.batch_size:  # the last partial batch of an epoch is dropped
             raise ConfigValueError(
                 f"{self.name}: {count} training images give no batch of "
                 f"dataset.batch_size={self.batch_size}: lower dataset.batch_size"
             )
-        return self._loader("train", shuffle=True)
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        return self._loader("train", True, getattr(model, "batches_per_step", 1))
 
     def val_dataloader(self) -> InMemoryBatches:
         return self._loader("val", shuffle=False)

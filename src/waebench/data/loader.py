@@ -9,7 +9,11 @@ import torch
 
 
 class InMemoryBatches:
-    """Iterable of (images uint8 [B, C, H, W], labels [B]) slices.
+    """Iterable of (images uint8 [B, C, H, W], labels [B]) slices, or, with
+    `batches_per_step` K > 1, of K consecutive batches stacked, (images [K, B, C, H, W],
+    labels [K, B]) (fewer than K at the epoch's end), for a model that takes K optimizer
+    steps a training step (`model.batches_per_step`). The batches, and their order, are the
+    same for every K.
 
     A training epoch's order is a permutation drawn from (seed, epoch), with the
     epoch read from `epoch_fn` (the trainer's). A checkpoint stores how many
@@ -35,7 +39,10 @@ class InMemoryBatches:
         world_size: int = 1,
         epoch_fn: Callable[[], int] | None = None,
         pin: bool = False,
+        batches_per_step: int = 1,
     ) -> None:
+        if batches_per_step > 1 and not drop_last:
+            raise ValueError("batches_per_step > 1 stacks whole batches: it needs drop_last=True")
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.seed, self.drop_last = (
             batch_size,
@@ -44,6 +51,7 @@ class InMemoryBatches:
             drop_last,
         )
         self.rank, self.world_size, self.pin = rank, world_size, pin
+        self.batches_per_step = batches_per_step
         self.epoch_fn = epoch_fn or (lambda: 0)
         self._position = (0, 0)  # (epoch, batches handed out in it)
         self._resume_at: tuple[int, int] | None = None
@@ -55,9 +63,14 @@ class InMemoryBatches:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch_fn())
         return torch.randperm(n, generator=generator)[self.rank :: self.world_size]
 
-    def __len__(self) -> int:
+    def _batches(self) -> int:
+        """Batches in an epoch."""
         n = -(-(len(self.images) - self.rank) // self.world_size)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __len__(self) -> int:
+        """Items (a batch, or `batches_per_step` of them) in an epoch."""
+        return -(-self._batches() // self.batches_per_step)
 
     def __iter__(self):
         epoch = self.epoch_fn()
@@ -66,10 +79,14 @@ class InMemoryBatches:
             start = self._resume_at[1]
         self._resume_at = None
         indices = self._indices().to(self.images.device)
-        for batch in range(start, len(self)):
-            self._position = (epoch, batch + 1)
-            idx = indices[batch * self.batch_size : (batch + 1) * self.batch_size]
+        size, batches, per_step = self.batch_size, self._batches(), self.batches_per_step
+        for first in range(start, batches, per_step):
+            end = min(first + per_step, batches)
+            self._position = (epoch, end)
+            idx = indices[first * size : end * size]
             images, labels = self.images[idx], self.labels[idx]
+            if per_step > 1:
+                images, labels = images.unflatten(0, (end - first, size)), labels.view(-1, size)
             yield (images.pin_memory(), labels.pin_memory()) if self.pin else (images, labels)
 
     def state_dict(self) -> dict[str, Any]:

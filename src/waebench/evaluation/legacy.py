@@ -5,7 +5,8 @@ entries. Each rule says which version wrote what.
 Configs (`config`):
 - before `model.init`, `model.batch_norm` and `model.input_noise` (the paper protocols'
   network options), the networks had torch's initialisation and batch norm and no input
-  noise (`BEFORE_NETWORK_OPTIONS`, today's defaults).
+  noise (`BEFORE_NETWORK_OPTIONS`, today's defaults);
+- before `model.batches_per_step`, a training step took one batch (`BEFORE_BATCHES_PER_STEP`).
 
 Settings (`settings`):
 - before `eval.samplers`, the switches `eval.fid.prior` (default on) and `eval.fid.gmm` chose
@@ -48,6 +49,7 @@ BEFORE_NETWORK_OPTIONS = {
     "batch_norm": {"momentum": 0.1, "eps": 1.0e-5},
     "input_noise": 0.0,
 }
+BEFORE_BATCHES_PER_STEP = {"batches_per_step": 1}
 OLD_SAMPLER_SWITCHES = ("prior", "gmm")
 BEFORE_ESTIMATORS = {"checkpoint": "last", "reconstruction": "mean", "interpolation": "test_pairs"}
 GMM_MAX_ITER = 100  # scikit-learn's default, which the GMM ran before it was an option
@@ -58,7 +60,7 @@ def config(cfg: dict[str, Any] | None) -> dict[str, Any] | None:
     model = (cfg or {}).get("model")
     if not isinstance(model, Mapping):
         return cfg
-    return {**cfg, "model": {**BEFORE_NETWORK_OPTIONS, **model}}
+    return {**cfg, "model": {**BEFORE_NETWORK_OPTIONS, **BEFORE_BATCHES_PER_STEP, **model}}
 
 
 def settings(mapping: Mapping[str, Any]) -> dict[str, Any]:
