@@ -4,8 +4,8 @@ log CW^2) with waebench and with a plain PyTorch loop of the same networks, loss
 optimizer, side by side in one run, interleaved `--repeats` times.
 
 - waebench: `waebench-train experiment=cwae_paper/<experiment>` as a user runs it (a fresh
-  process: callbacks, checkpoint at every epoch's end, CSV log, progress bar), evaluation
-  off, for `--epochs` epochs; the epochs are timed by `step_timer.StepTimer`, each from its
+  process: callbacks, checkpoint at every epoch's end, CSV log, progress bar; the protocol's
+  8 batches a training step, or `--batches-per-step`), evaluation off, for `--epochs` epochs; the epochs are timed by `step_timer.StepTimer`, each from its
   start to the next one's (its end-of-epoch work, the checkpoint, included).
 - plain: a loop over the same uint8 training images in memory (a permutation per epoch,
   batches sliced and made floats, the last partial batch dropped, as waebench does) through
@@ -20,6 +20,7 @@ parallel jobs). Data: MNIST ($WAEBENCH_MNIST_DIR or data/mnist), else the instal
 Fashion-MNIST (`dataset=fashion_mnist`).
 
     python benchmarks/cwae_speed.py                          # mnist_cwae: waebench and plain
+    python benchmarks/cwae_speed.py --batches-per-step 1     # one batch a Lightning step
     python benchmarks/cwae_speed.py --modes waebench --experiments mnist_ae mnist_wae_mmd \
         mnist_swae mnist_cwae --epochs 3 --repeats 1
 """
@@ -154,9 +155,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--data-dir", default=str(REPO / "data"))
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--batches-per-step", type=int, help="model.batches_per_step (default: the protocol's)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     extra = dataset_overrides()
+    if args.batches_per_step is not None:
+        extra.append(f"model.batches_per_step={args.batches_per_step}")
     load_before = os.getloadavg()
     results = []
     for experiment in args.experiments:
@@ -174,12 +180,14 @@ def main() -> None:
                 times[mode].cpu.extend(epochs.cpu[1:])
         result = {
             "experiment": experiment,
+            "batches_per_step": cfg.model.batches_per_step,
             "data": cfg.dataset.name,
             "threads": args.threads,
             **{mode: summary(t, images) for mode, t in times.items()},
             "epochs": {mode: {"wall": t.wall, "cpu": t.cpu} for mode, t in times.items()},
         }
         print(f"\n{experiment} ({cfg.dataset.name}, batch {cfg.dataset.batch_size}, "
+              f"{cfg.model.batches_per_step} batches a training step, "
               f"{args.threads} torch threads, {args.repeats} x {args.epochs - 1} timed epochs)")  # fmt: skip
         for mode, t in times.items():
             s = result[mode]

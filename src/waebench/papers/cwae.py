@@ -156,6 +156,15 @@ SETTINGS = (
         "train_autoencoder.py:131-136",
     ),
     Setting(
+        "model.batches_per_step",
+        8,
+        "one batch a training step (automatic optimization)",
+        "train_autoencoder.py:71-79",
+        "8 batches a Lightning training step, an optimizer step on each: the same steps in "
+        "the same order, with Lightning's cost per step paid once for 8 (docs/speed.md)",
+        experiments=MNIST_FAMILY,
+    ),
+    Setting(
         "trainer.max_epochs",
         {"celeba_*": 55, "*": 500},
         "500; CelebA 55",
