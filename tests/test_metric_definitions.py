@@ -30,7 +30,7 @@ from waebench.report import main, report
 from waebench.reporting.findings import LIMIT, findings
 from waebench.reporting.index import write_index
 from waebench.reporting.layout import metric_tables
-from waebench.reporting.notes import NotesError
+from waebench.reporting.notes import NotesError, load_notes
 from waebench.reporting.page import config_differences
 from waebench.reporting.runs import find_runs
 from waebench.reporting.table import build_tables
@@ -290,6 +290,33 @@ def test_published_numbers_stand_beside_ours_only_when_computed_alike(tmp_path):
     assert cells[0].published == ()
     assert shown["fid-inception-v3-compat-mnist-test-10000"].title == "FID"  # the only one
     assert "checkpoint best (ours: last)" in shown["published-ghosh-et-al-2020-table-1"].caption
+
+
+def test_a_note_names_the_feature_space_whose_table_alone_shows_it(tmp_path):
+    """`fid/samples/prior@inception-v3-compat`: under the Inception table only; a bare key
+    under both; a feature space the page lacks is refused, naming the ones it has."""
+    runs = tmp_path / "runs"
+    entries = {"fid/samples/prior": fid(30.0, "inception-v3-compat"),
+               "fid/samples/prior@classifier-mnist": fid(50.0)}  # fmt: skip
+    write_run(runs, "wae", ["dataset=mnist", "regularizer=mmd"], entries)
+    (table,) = build_tables(find_runs([runs]))
+    notes_file = tmp_path / "notes.yaml"
+    notes_file.write_text(
+        "- model: WAE-MMD\n  column: fid/samples/prior@inception-v3-compat\n  note: inception.\n"
+        "- model: WAE-MMD\n  column: fid/samples/prior\n  note: both.\n"
+    )
+    shown = {t.slug: t for t in metric_tables(table, load_notes(notes_file, table))}
+    inception = shown["fid-inception-v3-compat-mnist-test-10000"]
+    classifier = shown["fid-classifier-mnist-mnist-test-10000"]
+    assert inception.rows[0][1][0].marks == ("†1", "†2")
+    assert classifier.rows[0][1][0].marks == ("†2",)
+    assert "†1 WAE-MMD, `fid/samples/prior@inception-v3-compat`: inception." in inception.footnotes
+    assert not any(n.startswith("†1") for n in classifier.footnotes)
+    notes_file.write_text("- model: WAE-MMD\n  column: fid/samples/prior@clip\n  note: x\n")
+    with pytest.raises(
+        NotesError, match=r"no table in the feature space 'clip'.*'classifier-mnist'"
+    ):
+        load_notes(notes_file, table)
 
 
 def test_findings_are_ranked_capped_and_keyed_on_the_prior_not_the_name(tmp_path):

@@ -360,9 +360,10 @@ def shown_cell(
     """A row's cell of a shown column, with the published numbers computed alike beside it
     (their indices added to `placed`; their notes numbered in `still`)."""
     still = {} if still is None else still
+    features = dict(shown.columns[0].settings).get("extractor", "") if shown.columns else ""
     found = shown.cell(row)
     if found is None:
-        return Shown(marks=notes.marks(row.model, row.label, shown.keys))
+        return Shown(marks=notes.marks(row.model, row.label, shown.keys, features))
     column, cell = found
     definition = shown.definition
     std = cell.std if cell.n > 1 else None
@@ -381,7 +382,7 @@ def shown_cell(
             beside.append((letters[value.source] + note_mark(value, still), f"{value.value:g}"))
     return Shown(
         text, cell.mean, None if std is None else std, cell.n, marks=marks
-        + notes.marks(row.model, row.label, shown.keys), published=tuple(beside),
+        + notes.marks(row.model, row.label, shown.keys, features), published=tuple(beside),
         key=column.metric,
     )  # fmt: skip
 
@@ -431,7 +432,7 @@ def footnotes(body, notes: Notes, letters: dict[str, str], rows: list[Row]) -> l
     used = {m for c in cells for m in c.marks if m.startswith("†")}
     for i, note in enumerate(notes.cells, 1):
         if f"†{i}" in used:
-            out.append(f"†{i} {note.model}, `{note.column}`: {note.text}")
+            out.append(f"†{i} {note.model}, `{note.key()}`: {note.text}")
     sources = {mark.split(STILL_DIFFERS)[0] for c in cells for mark, _ in c.published}
     for source, mark in letters.items():
         if mark in sources:

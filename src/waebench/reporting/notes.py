@@ -5,7 +5,9 @@ elsewhere that a one-seed page quotes.
 The file is YAML: a list of `{model, column, note}`, or a mapping with that list under
 `cells` and the optional text `seed_spread`. `model` is a row's model name (or its label,
 e.g. `WAE-MMD (λ=1.0)`: required where two rows share a name); `column` is a metric key of
-`metrics.json` (`fid/samples/prior`, `latent_mmd/test`, `test/penalty`)."""
+`metrics.json` (`fid/samples/prior`, `latent_mmd/test`, `test/penalty`), with
+`@<feature space>` to put the note under that feature space's table only, where a page has
+the metric in several (`fid/samples/prior@inception-v3-compat`)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,11 @@ class CellNote:
     model: str
     column: str
     text: str
+    features: str = ""  # the extractor whose table alone shows the note; "": every table
+
+    def key(self) -> str:
+        """The column as the notes file names it."""
+        return f"{self.column}@{self.features}" if self.features else self.column
 
 
 @dataclass
@@ -37,12 +44,15 @@ class Notes:
     cells: list[CellNote] = field(default_factory=list)
     seed_spread: str = ""
 
-    def marks(self, model: str, label: str, keys: tuple[str, ...]) -> tuple[str, ...]:
-        """†i of each note on the row (`model` or its `label`) and one of the `keys`."""
+    def marks(
+        self, model: str, label: str, keys: tuple[str, ...], features: str = ""
+    ) -> tuple[str, ...]:
+        """†i of each note on the row (`model` or its `label`) and one of the `keys`, in the
+        table of the feature space `features`."""
         return tuple(
             f"†{i}"
             for i, n in enumerate(self.cells, 1)
-            if n.model in (model, label) and n.column in keys
+            if n.model in (model, label) and n.column in keys and n.features in ("", features)
         )
 
 
@@ -72,7 +82,7 @@ def load_notes(path: str | Path, table: Table) -> Notes:
         where = f"notes file {path}, entry {number}"
         if not isinstance(entry, dict) or set(entry) != {"model", "column", "note"}:
             raise NotesError(f"{where}: expected exactly the keys model, column, note")
-        column = str(entry["column"]).removeprefix("eval.")
+        column, _, features = str(entry["column"]).removeprefix("eval.").partition("@")
         column = OLD_COLUMNS.get(column, column)
         if entry["model"] not in models:
             raise NotesError(
@@ -90,5 +100,14 @@ def load_notes(path: str | Path, table: Table) -> Notes:
             raise NotesError(
                 f"{where}: column {entry['column']!r} is not on this page; columns: {columns}"
             )
-        notes.cells.append(CellNote(entry["model"], column, str(entry["note"]).strip()))
+        spaces = sorted(
+            {dict(c.settings).get("extractor") for c in table.columns if c.metric == column}
+            - {None}
+        )
+        if features and features not in spaces:
+            raise NotesError(
+                f"{where}: column {entry['column']!r}: {column} has no table in the feature "
+                f"space {features!r} on this page; its feature spaces: {spaces or 'none'}"
+            )
+        notes.cells.append(CellNote(entry["model"], column, str(entry["note"]).strip(), features))
     return notes
