@@ -388,6 +388,10 @@ def test_a_page_of_one_papers_protocol_says_so_and_keeps_that_papers_numbers(tmp
     keep_protocols_numbers(table, runs)
     assert {v.source for v in table.published} == {"gmum/cwae-pytorch README (Knop et al. 2020)"}
     assert "Every run follows the protocol of the CWAE paper" in scale_line(runs, table)
+    shortened = ["experiment=cwae_paper/mnist_swae", "trainer.max_epochs=150", "seed=0"]
+    (tmp_path / "swae" / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(shortened))
+    line = scale_line(find_runs([tmp_path]), table)
+    assert "starts from the protocol of the CWAE paper, changed by `trainer.max_epochs=150`" in line
     (tmp_path / "swae" / ".hydra" / "overrides.yaml").write_text("- seed=0\n")
     runs = find_runs([tmp_path])
     assert protocol_of(runs) is None and "not with the paper's" in scale_line(runs, table)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import markdown
+import yaml
 
 from waebench.evaluation.definitions import definition_of
 from waebench.reporting import comparison, provenance
@@ -54,11 +55,18 @@ def scale_line(runs: list[Run], table: Table) -> str:
     the paper all of them follow, `experiment=<paper>/...`)."""
     paper = protocol_of(runs)
     if paper is not None:
+        changed = protocol_changes(runs, paper)
+        follows = (
+            f"Every run follows the protocol of the {paper.name} paper"
+            if not changed
+            else f"Every run starts from the protocol of the {paper.name} paper, changed by "
+            + ", ".join(f"`{o}`" for o in changed)
+        )
         return (
-            f"**Scale:** {scale_facts(runs, table)}. Every run follows the protocol of the "
-            f"{paper.name} paper (`experiment={paper.experiments}/*`, docs/protocols.md); its "
-            "published numbers stand beside ours where they were computed alike, else in a "
-            "table of their own that says what differs."
+            f"**Scale:** {scale_facts(runs, table)}. {follows} (`experiment="
+            f"{paper.experiments}/*`, docs/protocols.md); its published numbers stand beside "
+            "ours where they were computed alike, else in a table of their own that says what "
+            "differs."
         )
     return (
         f"**Scale:** {scale_facts(runs, table)}. The numbers compare these models with each "
@@ -79,6 +87,25 @@ def protocol_of(runs: list[Run]):
             return None
         folders.add(named[-1].split("/")[0])
     return next((p for p in PAPERS if {p.experiments} == folders), None)
+
+
+def protocol_changes(runs: list[Run], paper) -> list[str]:
+    """The launch overrides of `runs` that set a key of `paper`'s protocol table to another
+    value than the protocol's (e.g. `trainer.max_epochs=150`), each once."""
+    from waebench.papers import NOT_APPLICABLE, same_value
+
+    settings = {setting.key: setting for setting in paper.settings if setting.in_config}
+    changes = set()
+    for run in runs:
+        overrides = [o.lstrip("+~") for o in map(str, run.overrides or [])]
+        named = [o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")]
+        experiment = named[-1].split("/")[-1] if named else ""
+        for override in overrides:
+            key, _, text = override.partition("=")
+            ours = settings[key].ours_for(experiment) if key in settings else NOT_APPLICABLE
+            if ours is not NOT_APPLICABLE and not same_value(ours, yaml.safe_load(text)):
+                changes.add(override)
+    return sorted(changes)
 
 
 def keep_protocols_numbers(table: Table, runs: list[Run]) -> None:
