@@ -208,7 +208,7 @@ class ImageDataModule(L.LightningDataModule):
                 f"{self.name}: {count} training images give no batch of "
                 f"dataset.batch_size={self.batch_size}: lower dataset.batch_size"
             )
-        model = self.trainer.lightning_module if self.trainer is not None else None
+        model = getattr(self.trainer, "lightning_module", None)
         return self._loader("train", True, getattr(model, "batches_per_step", 1))
 
     def val_dataloader(self) -> InMemoryBatches:
