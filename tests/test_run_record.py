@@ -332,7 +332,7 @@ def test_the_wall_times_are_recorded_the_training_summed_over_resumed_sittings(t
     from a checkpoint that had trained 1000 s records at least that; `eval_seconds` is the
     evaluation's wall time; the page shows both beside the run's command."""
     first = train_config()
-    assert 0 < train(first)["train_seconds"] < 1000
+    assert 0 <= train(first)["train_seconds"] < 1000  # 3 tiny steps: 0.0 s at the 0.1 s rounding
     last = Path(first.paths.output_dir, "checkpoints", "last.ckpt")
     checkpoint = torch.load(last, weights_only=False)
     (timer,) = [k for k in checkpoint["callbacks"] if k.startswith("Timer")]
